@@ -1,0 +1,41 @@
+"""vidpeft-params: how many parameters a method trains on a backbone."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+from ..model import build_model, count_parameters
+from .common import add_method_options, fail, method_options
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vidpeft-params",
+        description="Print the trainable parameters of BACKBONE with METHOD (excluding the head), "
+        "the head's parameters and the total. Builds the model on the meta device: no weights, no memory.")
+    parser.add_argument("--backbone", required=True, help="e.g. videomae-b, videoswin-b")
+    parser.add_argument("--method", default="full", help="full, linear, bitfit, lora, adaptformer, prefix, bapat")
+    parser.add_argument("--num-classes", type=int, default=174, help="head size (default 174, SSv2)")
+    parser.add_argument("--json", action="store_true", help='print {"trainable", "head", "total"} as JSON')
+    add_method_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        with torch.device("meta"):
+            model = build_model(args.backbone, args.method, args.num_classes, **method_options(args))
+    except (KeyError, TypeError, ValueError) as error:
+        return fail(error)
+    counts = count_parameters(model)
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"{args.backbone} + {args.method}: trainable {counts['trainable']:,} "
+              f"({counts['trainable'] / 1e6:.2f}M) excluding the head; head {counts['head']:,}; "
+              f"total {counts['total']:,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""What a method is: a dataclass config plus `attach(model, cfg)`, registered by name.
+
+A method never edits a backbone file. It finds the named parts every block exposes
+(`norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp`, `attn.kv_prefix`) and wraps or replaces
+them. Everything it adds is trainable; everything else was frozen by `build_model`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Iterator
+
+from torch import nn
+
+from ..registry import Registry
+
+BASE_LAYER = "base_layer"  # what a wrapper calls the module it wraps (peft's name)
+
+
+@dataclass
+class MethodConfig:
+    """Options of a method; subclasses add fields. `for_backbone` fills backbone-dependent defaults."""
+
+    def for_backbone(self, backbone: str) -> "MethodConfig":
+        return self
+
+    @classmethod
+    def from_options(cls, method: str, options: dict) -> "MethodConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise TypeError(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    config: type[MethodConfig]
+    attach: Callable[[nn.Module, MethodConfig], None]
+    description: str
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register_method(name: str, config: type[MethodConfig], description: str):
+    def add(attach: Callable[[nn.Module, MethodConfig], None]):
+        METHODS.register(name)(Method(name, config, attach, description))
+        return attach
+
+    return add
+
+
+class Wrapper(nn.Module):
+    """A module that adds to another, kept as `base_layer` so backbone keys survive."""
+
+    def __init__(self, base_layer: nn.Module) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+
+
+def blocks(model: nn.Module) -> Iterator[nn.Module]:
+    """Every transformer block: modules exposing norm1, attn, norm2 and mlp."""
+    for module in model.modules():
+        if all(hasattr(module, part) for part in ("norm1", "attn", "norm2", "mlp")):
+            yield module
+
+
+def block_width(block: nn.Module) -> int:
+    return block.attn.num_heads * block.attn.head_dim
+
+
+def canonical_key(key: str) -> str:
+    """A parameter name as the unwrapped backbone spells it."""
+    return key.replace(f".{BASE_LAYER}.", ".")

@@ -1,0 +1,138 @@
+"""build_model, and adapter-only checkpoints (trainable tensors + a JSON that rebuilds the model)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .backbones import BACKBONES
+from .methods import METHODS, canonical_key
+
+ADAPTER_WEIGHTS = "adapter.safetensors"
+ADAPTER_CONFIG = "adapter.json"
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a model; saved as adapter.json."""
+
+    backbone: str
+    method: str
+    num_classes: int
+    options: dict
+    backbone_options: dict = field(default_factory=dict)
+    labels: list[str] | None = None
+    pretrained: str | None = None
+    preprocess: dict = field(default_factory=dict)
+
+
+def build_model(
+    backbone: str,
+    method: str = "full",
+    num_classes: int = 400,
+    *,
+    backbone_options: dict | None = None,
+    labels: list[str] | None = None,
+    **method_options,
+) -> nn.Module:
+    """A backbone with `method` attached: only what the method adds (plus the head) is trainable."""
+    factory = BACKBONES.get(backbone)
+    spec_method = METHODS.get(method)
+    cfg = spec_method.config.from_options(method, method_options).for_backbone(backbone)
+    model = factory(num_classes=num_classes, **(backbone_options or {}))
+    model.requires_grad_(False)
+    spec_method.attach(model, cfg)
+    model.head.requires_grad_(True)
+    model.vidpeft_spec = ModelSpec(backbone, method, num_classes, _jsonable(asdict(cfg)),
+                                   dict(backbone_options or {}), labels)
+    return model
+
+
+def _jsonable(options: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters excluding the head, the head's, and all parameters."""
+    head = {id(p) for p in model.head.parameters()}
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in head)
+    return {
+        "trainable": trainable,
+        "head": sum(p.numel() for p in model.head.parameters()),
+        "total": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors, under the names the unwrapped backbone would use."""
+    return {canonical_key(name): p.detach() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy saved trainable tensors into `model`; every trainable tensor must be present."""
+    params = {canonical_key(name): p for name, p in model.named_parameters()}
+    unexpected = sorted(set(tensors) - set(params))
+    missing = sorted(k for k in adapter_state_dict(model) if k not in tensors)
+    if unexpected or missing:
+        raise ValueError(
+            f"{source}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            "was it saved for another backbone or method?")
+    with torch.no_grad():
+        for key, value in tensors.items():
+            if params[key].shape != value.shape:
+                raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}, "
+                                 f"the model expects {tuple(params[key].shape)}")
+            params[key].copy_(value)
+
+
+def save_adapter(model: nn.Module, directory: str | os.PathLike, **spec_updates) -> Path:
+    """Write DIR/adapter.safetensors (trainable tensors only) and DIR/adapter.json."""
+    spec = model.vidpeft_spec
+    for key, value in spec_updates.items():
+        setattr(spec, key, value)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in adapter_state_dict(model).items()}
+    _write_atomic(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    _write_atomic(directory / ADAPTER_CONFIG,
+                  lambda tmp: tmp.write_text(json.dumps(asdict(spec), indent=2), encoding="utf-8"))
+    return directory
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def read_spec(directory: str | os.PathLike) -> ModelSpec:
+    path = Path(directory) / ADAPTER_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no adapter.json here; pass a directory written by save_adapter")
+    return ModelSpec(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> nn.Module:
+    """Rebuild the model saved by `save_adapter`, on `pretrained` (default: the one it was trained from)."""
+    from .checkpoint_io import load_pretrained
+
+    spec = read_spec(directory)
+    model = build_model(spec.backbone, spec.method, spec.num_classes,
+                        backbone_options=spec.backbone_options, labels=spec.labels, **spec.options)
+    model.vidpeft_spec = spec
+    backbone_weights = pretrained if pretrained is not None else spec.pretrained
+    if backbone_weights is not None:
+        if not Path(backbone_weights).exists():
+            raise FileNotFoundError(
+                f"{backbone_weights}: the backbone this adapter was trained on is not there; "
+                "pass load_adapter(..., pretrained=PATH) (or --pretrained) with the same checkpoint")
+        load_pretrained(model, backbone_weights)
+    if spec.pretrained is None and pretrained is not None:
+        spec.pretrained = str(pretrained)
+    load_adapter_state(model, load_file(str(Path(directory) / ADAPTER_WEIGHTS)), str(directory))
+    return model
