@@ -1,0 +1,22 @@
+"""Backbone registry: name -> factory(num_classes, **kwargs) -> nn.Module (see docs/ARCHITECTURE.md)."""
+from __future__ import annotations
+
+from torch import nn
+
+from vidpeft.backbones import videomae, videoswin
+from vidpeft.registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
+
+for _size in videomae.SIZES:
+    BACKBONES.register(f"videomae-{_size}")(videomae.factory(_size))
+for _size in videoswin.SIZES:
+    BACKBONES.register(f"videoswin-{_size}")(videoswin.factory(_size))
+
+
+def build_backbone(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered backbone with a fresh `num_classes`-way head."""
+    return BACKBONES.get(name)(num_classes=num_classes, **kwargs)
+
+
+__all__ = ["BACKBONES", "build_backbone"]

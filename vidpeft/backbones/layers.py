@@ -1,0 +1,76 @@
+"""Small layers shared by the backbone families."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> fc2, the transformer feed-forward block (timm / official names)."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample while training."""
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def prefix_kv(
+    kv_prefix: nn.Module | None, rows: int, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Append the prefix provider's (k, v) tokens to k, v of shape (rows, heads, N, head_dim).
+
+    Returns the new k, v and the number of prefix tokens (0 without a provider)."""
+    if kv_prefix is None:
+        return k, v, 0
+    pk, pv = kv_prefix(rows)
+    pk = pk.to(k.dtype).expand(rows, -1, -1, -1)
+    pv = pv.to(v.dtype).expand(rows, -1, -1, -1)
+    return torch.cat((k, pk), dim=2), torch.cat((v, pv), dim=2), pk.shape[2]
+
+
+def stochastic_depth_rates(rate: float, depth: int) -> list[float]:
+    """Linearly increasing drop-path rates from 0 to `rate` over `depth` blocks."""
+    return [rate * i / max(depth - 1, 1) for i in range(depth)]
+
+
+def check_divisible(x: torch.Tensor, patch: tuple[int, int, int], name: str) -> None:
+    t, h, w = x.shape[-3:]
+    if x.ndim != 5 or t % patch[0] or h % patch[1] or w % patch[2]:
+        raise ValueError(
+            f"{name} expects a float tensor (B, 3, T, H, W) with T divisible by {patch[0]} and "
+            f"H, W divisible by {patch[1]}, got shape {tuple(x.shape)}"
+        )
+
+
+def run_blocks(blocks, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """Run blocks in order, with per-block activation checkpointing when asked and useful."""
+    use_cp = checkpointing and torch.is_grad_enabled()
+    for blk in blocks:
+        if use_cp:
+            x = torch.utils.checkpoint.checkpoint(blk, x, use_reentrant=False)
+        else:
+            x = blk(x)
+    return x

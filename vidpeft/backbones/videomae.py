@@ -1,0 +1,162 @@
+"""VideoMAE ViT (Tong et al. 2022): tubelet Conv3d, fixed sin-cos positions, SDPA attention.
+
+Parameter names follow the official VideoMAE release, so its fine-tuning checkpoints load
+as they are; other formats are renamed in checkpoints.py."""
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidpeft.backbones.layers import DropPath, Mlp, check_divisible, prefix_kv, run_blocks, stochastic_depth_rates
+
+
+def sincos_table(num_tokens: int, dim: int) -> torch.Tensor:
+    """The fixed 1D sinusoid table of VideoMAE over flattened token indices, (num_tokens, dim)."""
+    freq = torch.arange(dim, dtype=torch.float64)
+    freq = torch.pow(10000.0, -(freq - freq % 2) / dim)
+    angles = torch.arange(num_tokens, dtype=torch.float64)[:, None] * freq[None]
+    table = torch.empty_like(angles)
+    table[:, 0::2] = angles[:, 0::2].sin()
+    table[:, 1::2] = angles[:, 1::2].cos()
+    return table.float()
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, in_chans: int, dim: int, tubelet: int, patch: int) -> None:
+        super().__init__()
+        self.patch_size = (tubelet, patch, patch)
+        self.proj = nn.Conv3d(in_chans, dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)  # (B, C, T', H', W')
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, qv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
+        self.v_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
+        self.proj = nn.Linear(dim, dim)
+        self.kv_prefix: nn.Module | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).view(b, n, 3, c)
+        if self.q_bias is not None:
+            bias = torch.stack((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+            qkv = qkv + bias
+        q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class VideoMAE(nn.Module):
+    """ViT encoder with mean pooling -> fc_norm -> head, as fine-tuned in VideoMAE."""
+
+    family = "videomae"
+
+    def __init__(
+        self,
+        num_classes: int = 400,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.0,
+        head_drop: float = 0.0,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.num_features = self.embed_dim = embed_dim
+        self.patch_embed = PatchEmbed(in_chans, embed_dim, tubelet_size, patch_size)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, dp, norm_eps)
+            for dp in stochastic_depth_rates(drop_path_rate, depth)
+        )
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head_drop = nn.Dropout(head_drop)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.token_grid: tuple[int, int, int] | None = None
+        self.grad_checkpointing = False
+        self._pos_cache: dict[tuple, torch.Tensor] = {}
+        self.apply(_init_weights)
+
+    def position_table(self, num_tokens: int, like: torch.Tensor) -> torch.Tensor:
+        key = (num_tokens, like.device, like.dtype)
+        if key not in self._pos_cache:
+            self._pos_cache[key] = sincos_table(num_tokens, self.embed_dim).to(like)
+        return self._pos_cache[key]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        check_divisible(x, self.patch_embed.patch_size, "VideoMAE")
+        x = self.patch_embed(x)
+        self.token_grid = tuple(x.shape[2:])
+        x = x.flatten(2).transpose(1, 2)
+        x = x + self.position_table(x.shape[1], x)
+        x = run_blocks(self.blocks, x, self.grad_checkpointing)
+        return self.fc_norm(x.mean(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(self.forward_features(x)))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes).to(self.fc_norm.weight)
+        _init_weights(self.head)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv3d):
+        # as a Linear over the flattened patch (the official init)
+        nn.init.xavier_uniform_(m.weight.view(m.weight.shape[0], -1))
+        nn.init.zeros_(m.bias)
+
+
+SIZES = {
+    "micro": dict(embed_dim=64, depth=2, num_heads=2),
+    "s": dict(embed_dim=384, depth=12, num_heads=6),
+    "b": dict(embed_dim=768, depth=12, num_heads=12),
+    "l": dict(embed_dim=1024, depth=24, num_heads=16),
+    "h": dict(embed_dim=1280, depth=32, num_heads=16),
+}
+
+
+def factory(size: str):
+    def build(num_classes: int = 400, **kwargs) -> VideoMAE:
+        return VideoMAE(num_classes=num_classes, **{**SIZES[size], **kwargs})
+
+    build.__name__ = f"videomae_{size}"
+    build.__doc__ = f"VideoMAE ViT-{size.upper()}/16, tubelet 2: {SIZES[size]}"
+    return build

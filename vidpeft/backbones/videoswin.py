@@ -1,0 +1,258 @@
+"""Video Swin Transformer (Liu et al. 2022) on channels-last (B, T, H, W, C) tensors.
+
+Window attention goes through SDPA with the relative position bias and the shift mask
+combined into one additive attention mask. Parameter names follow the official release
+(`layers.i.blocks.j`, `layers.i.downsample`), so its checkpoints load after removing the
+`backbone.` prefix; window clipping and the shift mask follow torchvision exactly."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidpeft.backbones.layers import DropPath, Mlp, check_divisible, prefix_kv, run_blocks, stochastic_depth_rates
+
+Size3 = tuple[int, int, int]
+
+# the value official Video Swin and torchvision add to masked pairs (not -inf)
+MASK_VALUE = -100.0
+
+
+def clip_window(size: Size3, window: Size3, shift: Size3) -> tuple[Size3, Size3]:
+    """torchvision's rule: a window covering a whole dimension becomes that dimension, unshifted."""
+    win = tuple(s if s <= w else w for s, w in zip(size, window))
+    sh = tuple(0 if s <= w else h for s, w, h in zip(size, window, shift))
+    return win, sh
+
+
+@lru_cache(maxsize=64)
+def shift_mask(padded: Size3, window: Size3, shift: Size3, device: torch.device) -> torch.Tensor:
+    """(num_windows, 1, N, N) additive mask keeping attention inside the regions of a cyclic shift."""
+    regions = [torch.zeros(p, dtype=torch.int64) for p in padded]
+    for r, p, w, s in zip(regions, padded, window, shift):
+        if s:  # three bands per shifted axis: [0, p-w), [p-w, p-s), [p-s, p)
+            r[p - w :] = 1
+            r[p - s :] = 2
+    labels = regions[0][:, None, None] * 9 + regions[1][None, :, None] * 3 + regions[2][None, None, :]
+    windows = partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
+    differs = windows[:, None, :] != windows[:, :, None]
+    return (differs.float() * MASK_VALUE).unsqueeze(1).to(device)
+
+
+def partition(x: torch.Tensor, window: Size3) -> torch.Tensor:
+    """(B, T, H, W, C) -> (B * nW, N, C) with windows in (t, h, w) raster order."""
+    b, t, h, w, c = x.shape
+    x = x.view(b, t // window[0], window[0], h // window[1], window[1], w // window[2], window[2], c)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, window[0] * window[1] * window[2], c)
+
+
+def unpartition(x: torch.Tensor, window: Size3, size: Size3) -> torch.Tensor:
+    """(B * nW, N, C) -> (B, T, H, W, C), the inverse of `partition`."""
+    t, h, w = size
+    c = x.shape[-1]
+    x = x.view(-1, t // window[0], h // window[1], w // window[2], window[0], window[1], window[2], c)
+    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(-1, t, h, w, c)
+
+
+def relative_position_index(window: Size3) -> torch.Tensor:
+    coords = torch.stack(torch.meshgrid(*(torch.arange(w) for w in window), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rel = rel + torch.tensor(window) - 1
+    strides = torch.tensor([(2 * window[1] - 1) * (2 * window[2] - 1), 2 * window[2] - 1, 1])
+    return (rel * strides).sum(-1)
+
+
+class WindowAttention3d(nn.Module):
+    """(Shifted) window attention on (B, T, H, W, C); pads to whole windows like torchvision."""
+
+    def __init__(self, dim: int, num_heads: int, window: Size3, shift: Size3) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.window, self.shift = window, shift
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1) * (2 * window[2] - 1), num_heads)
+        )
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
+        self.kv_prefix: nn.Module | None = None
+
+    def attention_mask(self, window: Size3, shift: Size3, padded: Size3, x: torch.Tensor) -> torch.Tensor:
+        n = window[0] * window[1] * window[2]
+        # like the official code (and torchvision), a clipped window uses the first N entries
+        index = self.relative_position_index[:n, :n].reshape(-1)
+        bias = self.relative_position_bias_table[index].view(n, n, -1).permute(2, 0, 1).to(x.dtype)
+        if any(shift):
+            return bias + shift_mask(padded, window, shift, x.device).to(x.dtype)  # (nW, heads, N, N)
+        return bias  # (heads, N, N), the same for every window
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, h, w, c = x.shape
+        window, shift = clip_window((t, h, w), self.window, self.shift)
+        pad = [(-s) % win for s, win in zip((t, h, w), window)]
+        if any(pad):
+            x = F.pad(x, (0, 0, 0, pad[2], 0, pad[1], 0, pad[0]))
+        padded = (t + pad[0], h + pad[1], w + pad[2])
+        if any(shift):
+            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+        windows = partition(x, window)  # (B*nW, N, C)
+        rows, n, _ = windows.shape
+        num_windows = rows // b
+        qkv = self.qkv(windows).view(b, num_windows, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, d)
+        mask = self.attention_mask(window, shift, padded, x)
+        if self.kv_prefix is not None:
+            k, v, extra = prefix_kv(self.kv_prefix, rows, k.flatten(0, 1), v.flatten(0, 1))
+            k = k.view(b, num_windows, self.num_heads, n + extra, self.head_dim)
+            v = v.view(b, num_windows, self.num_heads, n + extra, self.head_dim)
+            mask = F.pad(mask, (0, extra))  # prefix columns: zero bias, never masked
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = self.proj(out.transpose(2, 3).reshape(rows, n, c))
+        x = unpartition(out, window, padded)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        if any(pad):
+            x = x[:, :t, :h, :w].contiguous()
+        return x
+
+
+class SwinBlock3d(nn.Module):
+    def __init__(self, dim: int, num_heads: int, window: Size3, shift: Size3, mlp_ratio: float, drop_path: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention3d(dim, num_heads, window, shift)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 spatial merge of (B, T, H, W, C) -> (B, T, H/2, W/2, 2C); odd sizes are zero-padded."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:4]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
+        return self.reduction(self.norm(x))
+
+
+class PatchEmbed3d(nn.Module):
+    def __init__(self, patch: Size3, in_chans: int, dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch
+        self.proj = nn.Conv3d(in_chans, dim, kernel_size=patch, stride=patch)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(x).permute(0, 2, 3, 4, 1))
+
+
+class Stage(nn.Module):
+    def __init__(self, blocks: list[SwinBlock3d], downsample: nn.Module | None) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.downsample = downsample
+
+
+class VideoSwin(nn.Module):
+    """Swin3D: patch embed -> 4 stages (patch merging between) -> norm -> mean -> dropout -> head."""
+
+    family = "videoswin"
+
+    def __init__(
+        self,
+        num_classes: int = 400,
+        embed_dim: int = 96,
+        depths: tuple[int, ...] = (2, 2, 6, 2),
+        num_heads: tuple[int, ...] = (3, 6, 12, 24),
+        patch_size: Size3 = (2, 4, 4),
+        window_size: Size3 = (8, 7, 7),
+        mlp_ratio: float = 4.0,
+        in_chans: int = 3,
+        drop_path_rate: float = 0.1,
+        head_drop: float = 0.5,
+    ) -> None:
+        super().__init__()
+        window_size = tuple(window_size)
+        shift_size = tuple(w // 2 for w in window_size)
+        self.patch_embed = PatchEmbed3d(tuple(patch_size), in_chans, embed_dim)
+        rates = iter(stochastic_depth_rates(drop_path_rate, sum(depths)))
+        self.layers = nn.ModuleList()
+        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+            dim = embed_dim * 2**i
+            blocks = [
+                SwinBlock3d(dim, heads, window_size, (0, 0, 0) if j % 2 == 0 else shift_size, mlp_ratio, next(rates))
+                for j in range(depth)
+            ]
+            self.layers.append(Stage(blocks, PatchMerging(dim) if i < len(depths) - 1 else None))
+        self.num_features = embed_dim * 2 ** (len(depths) - 1)
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head_drop = nn.Dropout(head_drop)
+        self.head = nn.Linear(self.num_features, num_classes)
+        self.token_grid: tuple[int, int, int] | None = None
+        self.grad_checkpointing = False
+        self.apply(_init_weights)
+
+    @property
+    def blocks(self) -> list[SwinBlock3d]:
+        """Every transformer block of every stage, in order (a plain list: not registered twice)."""
+        return [blk for stage in self.layers for blk in stage.blocks]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        check_divisible(x, self.patch_embed.patch_size, "VideoSwin")
+        x = self.patch_embed(x)  # (B, T', H', W', C)
+        self.token_grid = tuple(x.shape[1:4])
+        for stage in self.layers:
+            x = run_blocks(stage.blocks, x, self.grad_checkpointing)
+            if stage.downsample is not None:
+                x = stage.downsample(x)
+        return self.norm(x).mean(dim=(1, 2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(self.forward_features(x)))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes).to(self.norm.weight)
+        _init_weights(self.head)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+SIZES = {
+    "micro": dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8), window_size=(2, 4, 4)),
+    "t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "s": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    "b": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    "l": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+
+
+def factory(size: str):
+    def build(num_classes: int = 400, **kwargs) -> VideoSwin:
+        return VideoSwin(num_classes=num_classes, **{**SIZES[size], **kwargs})
+
+    build.__name__ = f"videoswin_{size}"
+    build.__doc__ = f"Video Swin-{size.upper()}, patch (2,4,4), window (8,7,7): {SIZES[size]}"
+    return build
