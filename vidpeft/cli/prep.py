@@ -1,0 +1,116 @@
+"""vidpeft-prep: turn a raw SSv2 / Kinetics-400 / HMDB51 download into mp4 clips + lists."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..prep import hmdb51, k400, ssv2
+from ..prep.archives import ArchiveReadError
+from ..prep.plan import LayoutError
+from ..prep.runner import REPORT, run
+from ..prep.transcode import EncodeSettings
+
+DATASETS = {"ssv2": ssv2, "k400": k400, "hmdb51": hmdb51}
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+           "veryslow")
+SHOWN = 10  # failures / missing entries printed in the summary; the report has them all
+
+EPILOG = f"""\
+raw layouts (--src):
+  ssv2    <id>.webm files + labels.json, train.json, validation.json
+          (or something-something-v2-labels.json, -train.json, -validation.json)
+  k400    train.csv, validate.csv or val.csv, [test.csv] + <youtube_id>_<start>_<end>.mp4
+          files, in class folders (train/air drumming/...) or flat
+  hmdb51  class folders of .avi files, or the 51 <class>.rar files, + the split files
+          <class>_test_split<k>.txt (extracted, or inside test_train_splits.rar)
+
+outputs (--out):
+  videos/...mp4    H.264 yuv420p, even size, no audio, same frame rate and frame count;
+                   short side 320 for k400/hmdb51, original size (240 px high) for ssv2
+  train.csv val.csv test.csv   '<path relative to OUT> <label id>' per converted video
+                   (ssv2: test = val; hmdb51: also train_split<k>.csv / test_split<k>.csv)
+  labels.txt       class name per line, line number = label id
+  {REPORT}  converted, skipped, failed [{{path, reason}}], missing [...]
+
+A rerun with the same --out skips finished videos. Source files are never modified.
+
+exit status:
+  {EXIT_OK}    every annotated video is converted (or was already)
+  {EXIT_INCOMPLETE}    finished, but some videos failed or are missing (named in {REPORT};
+       the lists leave them out)
+  {EXIT_USAGE}    bad arguments, or --src does not look like the dataset (nothing converted)
+  {EXIT_INTERRUPTED}  interrupted; rerun the same command to resume
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vidpeft-prep", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=DATASETS, help="which dataset --src holds")
+    p.add_argument("--src", type=Path, required=True, help="the raw download (read only)")
+    p.add_argument("--out", type=Path, required=True, help="where to write videos and lists")
+    p.add_argument("--workers", type=int, default=0,
+                   help="parallel conversions (default: all cores)")
+    p.add_argument("--short-side", type=int, default=None, metavar="S",
+                   help="scale so the short side is S px; 0 = keep the source size "
+                        "(default: 320 for k400/hmdb51, 0 for ssv2)")
+    p.add_argument("--split", type=int, choices=(1, 2, 3), default=1,
+                   help="hmdb51: the split written as train/val/test.csv (default 1)")
+    p.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better (23)")
+    p.add_argument("--preset", default="veryfast", choices=PRESETS, metavar="PRESET",
+                   help="x264 preset, ultrafast ... veryslow (default veryfast)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _summary(report: dict, out: Path) -> str:
+    failed, missing = report["failed"], report["missing"]
+    head = (f"vidpeft-prep {report['dataset']}: {report['converted']} converted, "
+            f"{report['skipped']} skipped (already done), {len(failed)} failed, "
+            f"{len(missing)} missing in {report['seconds']:.1f} s")
+    lines = [head]
+    lines += [f"  failed: {f['path']}: {f['reason']}" for f in failed[:SHOWN]]
+    lines += [f"  missing: {m}" for m in missing[:SHOWN]]
+    if len(failed) > SHOWN or len(missing) > SHOWN:
+        lines.append(f"  ... the full lists are in {out / REPORT}")
+    lists = ", ".join(f"{name} ({n})" for name, n in report["lists"].items())
+    lines.append(f"lists in {out}: {lists}, labels.txt; report: {out / REPORT}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    module = DATASETS[args.dataset]
+    if not args.src.is_dir():
+        print(f"vidpeft-prep: --src {args.src}: no such folder", file=sys.stderr)
+        return EXIT_USAGE
+    if args.src.resolve() == args.out.resolve():
+        print("vidpeft-prep: --out must differ from --src (sources are never overwritten)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    short_side = module.DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side
+    if short_side < 0 or args.workers < 0 or not 0 <= args.crf <= 51:
+        print("vidpeft-prep: --short-side and --workers must be >= 0, --crf 0..51",
+              file=sys.stderr)
+        return EXIT_USAGE
+    options = {"split": args.split} if module is hmdb51 else {}
+    settings = EncodeSettings(short_side=short_side, crf=args.crf, preset=args.preset)
+    try:
+        plan = module.plan(args.src, args.out, **options)
+        report = run(plan, args.out, settings, workers=args.workers,
+                     progress=not args.no_progress)
+    except (LayoutError, ArchiveReadError) as e:
+        print(f"vidpeft-prep: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vidpeft-prep: interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(_summary(report, args.out))
+    return EXIT_INCOMPLETE if report["failed"] or report["missing"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Kinetics-400: train.csv / validate.csv (or val.csv) / test.csv plus the video files.
+
+Videos are named `<youtube_id>_<start:06d>_<end:06d>.mp4` and may sit in class folders
+(`train/air drumming/…`) or flat; they are found by name anywhere under --src. Rows whose
+video is absent are reported as missing; rows without a label (some test.csv releases) are
+counted as unlabeled and not converted. Without a labelled test.csv, test.csv repeats val.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..labels import label_map
+from .plan import Job, LayoutError, Plan, find_file, index_videos, pick
+
+DEFAULT_SHORT_SIDE = 320
+CSVS = {"train.csv": ("train.csv",), "val.csv": ("validate.csv", "val.csv"),
+        "test.csv": ("test.csv",)}
+NEEDED = ("youtube_id", "time_start", "time_end")
+
+
+def _norm(label: str) -> str:
+    return " ".join(label.strip().strip('"').replace("_", " ").lower().split())
+
+
+def _rows(path: Path) -> list[tuple[int, dict]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not set(NEEDED) <= set(reader.fieldnames or ()):
+                raise LayoutError(f"{path}: header must include label,{','.join(NEEDED)}; "
+                                  f"got {reader.fieldnames}")
+            return list(enumerate(reader, start=2))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise LayoutError(f"{path}: cannot read the CSV ({e})") from None
+
+
+def _stem(path: Path, line: int, row: dict) -> str:
+    try:
+        start, end = int(float(row["time_start"])), int(float(row["time_end"]))
+    except (TypeError, ValueError):
+        raise LayoutError(f"{path}:{line}: time_start/time_end are not numbers") from None
+    return f"{row['youtube_id']}_{start:06d}_{end:06d}"
+
+
+def plan(src: Path, out: Path) -> Plan:
+    """Jobs and lists for the Kinetics-400 download in `src` (outputs will go to `out`)."""
+    classes = label_map("k400")
+    ids = {_norm(c): i for i, c in enumerate(classes)}
+    videos = index_videos(src, skip=out)
+    jobs: dict[str, Job] = {}
+    lists: dict[str, list[tuple[str, int]]] = {}
+    missing: list[str] = []
+    unlabeled = 0
+    for list_name, names in CSVS.items():
+        path = find_file(src, names, "Kinetics-400 annotations", skip=out)
+        if path is None:
+            if list_name == "test.csv":
+                continue
+            raise LayoutError(f"no {' or '.join(names)} under {src}; put the Kinetics-400 "
+                              f"annotation CSVs inside --src")
+        split = list_name[:-4]
+        rows = lists[list_name] = []
+        for line, row in _rows(path):
+            label_text = row.get("label") or ""
+            if not label_text.strip():
+                unlabeled += 1
+                continue
+            label = ids.get(_norm(label_text))
+            if label is None:
+                raise LayoutError(f"{path}:{line}: label {label_text!r} is not one of the 400 "
+                                  f"Kinetics-400 classes (annotations/kinetics400.txt); "
+                                  f"is this Kinetics-600/700?")
+            stem = _stem(path, line, row)
+            found = videos.get(stem) or videos.get(row["youtube_id"])
+            if not found:
+                missing.append(f"{path.name}:{line}: {stem}")
+                continue
+            out_path = f"videos/{split}/{stem}.mp4"
+            jobs.setdefault(out_path, Job(pick(found), out_path))
+            rows.append((out_path, label))
+    notes = {"unlabeled": unlabeled}
+    if not lists.get("test.csv"):
+        lists["test.csv"] = list(lists["val.csv"])
+        notes["test_list"] = "same as val.csv (no labelled test.csv in --src)"
+    return Plan("k400", classes, list(jobs.values()), lists, missing, notes=notes)

@@ -1,0 +1,158 @@
+"""Run a Plan: convert its jobs over a bounded process pool, resumable, with a report.
+
+Finished outputs are skipped on a rerun (a final name only ever holds a complete, probed
+video). Failures are recorded and the run goes on. The annotation lists, labels.txt and
+prep_report.json are written atomically at the end.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from .archives import ArchiveReadError, iter_members
+from .plan import Job, LayoutError, Plan
+from .transcode import PART_MARK, EncodeSettings, TranscodeError, transcode
+
+REPORT = "prep_report.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}{PART_MARK}{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _convert(source: Path | bytes, dst: str, settings: EncodeSettings) -> str | None:
+    """Worker: convert one video; None on success, else the reason it failed."""
+    path = Path(dst)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        transcode(source, path, settings)
+        return None
+    except TranscodeError as e:
+        return str(e)
+    except Exception as e:  # a decoder/encoder surprise must not stop the batch
+        return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def _remove_stale_parts(out: Path) -> None:
+    """Temp outputs left by a killed run (only our own hidden '.<name>.part-<pid>' files)."""
+    for folder, _, files in os.walk(out):
+        for f in files:
+            if f.startswith(".") and PART_MARK in f:
+                Path(folder, f).unlink(missing_ok=True)
+
+
+def _sources(jobs: list[Job], failures: list[dict]) -> Iterator[tuple[Job, Path | bytes]]:
+    """Each job with what to convert: the file, or the bytes of its archive member.
+
+    Archive members are read in archive order, one pass per archive.
+    """
+    by_archive: dict[Path, dict[str, Job]] = defaultdict(dict)
+    for job in jobs:
+        if job.member is None:
+            yield job, job.source
+        else:
+            by_archive[job.source][job.member] = job
+    for archive, members in by_archive.items():
+        pending = dict(members)
+        try:
+            for name, data in iter_members(archive, set(members)):
+                if name in pending and data is not None:
+                    yield pending.pop(name), data
+        except ArchiveReadError as e:
+            failures += [{"path": j.name, "reason": str(e)} for j in pending.values()]
+            continue
+        failures += [{"path": j.name, "reason": "entry vanished from the archive"}
+                     for j in pending.values()]
+
+
+def _check_settings(out: Path, settings: EncodeSettings) -> None:
+    report = out / REPORT
+    if not report.exists():
+        return
+    try:
+        before = json.loads(report.read_text(encoding="utf-8")).get("settings", {})
+    except (OSError, ValueError):
+        return
+    for key in ("short_side", "crf"):
+        if key in before and before[key] != getattr(settings, key):
+            raise LayoutError(
+                f"{out} holds videos made with {key.replace('_', ' ')} {before[key]}, not "
+                f"{getattr(settings, key)}; rerun with the same setting or use a new --out")
+
+
+def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = None,
+        progress: bool = True) -> dict:
+    """Convert `plan` into `out`; write lists, labels.txt and the report; return the report."""
+    start = time.monotonic()
+    workers = max(1, workers or os.cpu_count() or 1)
+    if settings.threads <= 0:  # share the cores between the workers
+        settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings)
+    _remove_stale_parts(out)
+    todo = [j for j in plan.jobs if not (out / j.out).exists()]
+    failures: list[dict] = list(plan.failed)
+    report = {
+        "dataset": plan.dataset, "out": str(out.resolve()), "finished": False,
+        "settings": asdict(settings), "workers": workers,
+        "converted": 0, "skipped": len(plan.jobs) - len(todo),
+        "failed": failures, "missing": plan.missing, **plan.notes,
+    }
+    write_atomic(out / REPORT, json.dumps(report, indent=1))
+    bar = tqdm(total=len(plan.jobs), initial=report["skipped"], unit="video",
+               desc=f"vidpeft-prep {plan.dataset}", disable=not progress, dynamic_ncols=True)
+    running: dict[Future, Job] = {}
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            sources = _sources(todo, failures)
+            while True:
+                while len(running) < 2 * workers and (item := next(sources, None)):
+                    job, source = item
+                    running[pool.submit(_convert, source, str(out / job.out), settings)] = job
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    reason = future.result()
+                    if reason is None:
+                        report["converted"] += 1
+                    else:
+                        failures.append({"path": job.name, "reason": reason})
+                # failures found while reading archives count as finished jobs too
+                finished = report["skipped"] + report["converted"] + len(failures) - len(plan.failed)
+                bar.set_postfix(failed=len(failures), refresh=False)
+                bar.update(finished - bar.n)
+    except BaseException:
+        report["seconds"] = round(time.monotonic() - start, 2)
+        write_atomic(out / REPORT, json.dumps(report, indent=1))
+        raise
+    finally:
+        bar.close()
+    report["lists"] = _write_lists(plan, out)
+    report["finished"] = True
+    report["seconds"] = round(time.monotonic() - start, 2)
+    write_atomic(out / REPORT, json.dumps(report, indent=1))
+    return report
+
+
+def _write_lists(plan: Plan, out: Path) -> dict[str, int]:
+    """Annotation lists with every video whose output exists; labels.txt. Returns line counts."""
+    counts = {}
+    for name, entries in plan.lists.items():
+        lines = [f"{path} {label}\n" for path, label in entries if (out / path).exists()]
+        write_atomic(out / name, "".join(lines))
+        counts[name] = len(lines)
+    write_atomic(out / "labels.txt", "".join(f"{c}\n" for c in plan.labels))
+    return counts

@@ -1,0 +1,143 @@
+"""Convert one video to H.264 / yuv420p mp4 with PyAV, in-process (no shell, no subprocess).
+
+The output is written under a hidden temporary name in the destination folder, probed
+(decodable, dimensions, frame count) and only then renamed to its final name, so a final
+name always holds a complete, checked video even if the process is killed mid-write.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+PART_MARK = ".part-"  # hidden temp outputs are named ".<final name>.part-<pid>"
+
+
+class TranscodeError(Exception):
+    """The source cannot be converted; the message says why (one line)."""
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    short_side: int = 320  # 0 = keep the source size (rounded to even)
+    crf: int = 23
+    preset: str = "veryfast"
+    threads: int = 0  # codec threads per video; 0 = the runner shares the cores out
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    frames: int
+    fps: Fraction
+    audio_streams: int
+
+
+def _even(x: float) -> int:
+    return max(2, int(x / 2 + 0.5) * 2)
+
+
+def output_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """Scale so the short side is `short_side` (0 = keep), keeping aspect; both sides even."""
+    if short_side <= 0:
+        return _even(width), _even(height)
+    scale = short_side / min(width, height)
+    return _even(width * scale), _even(height * scale)
+
+
+def temp_name(dst: Path) -> Path:
+    return dst.with_name(f".{dst.name}{PART_MARK}{os.getpid()}")
+
+
+def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate).limit_denominator(1_000_000)
+    raise TranscodeError("the video stream has no frame rate")
+
+
+def _open(source: Path | bytes) -> av.container.InputContainer:
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
+    if size == 0:
+        raise TranscodeError("empty file (0 bytes); download it again")
+    try:
+        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
+    except (av.FFmpegError, OSError) as e:
+        raise TranscodeError(f"cannot open as a video: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    text = e.strerror if isinstance(e, av.FFmpegError) and e.strerror else str(e)
+    return " ".join(text.split()) or type(e).__name__
+
+
+def transcode(source: Path | bytes, dst: Path, settings: EncodeSettings) -> VideoInfo:
+    """Convert `source` (a file, or the bytes of one) to `dst`; return the probed output."""
+    tmp = temp_name(dst)
+    try:
+        with _open(source) as inp:
+            if not inp.streams.video:
+                raise TranscodeError("the file has no video stream")
+            vin = inp.streams.video[0]
+            vin.thread_type = "AUTO"
+            vin.codec_context.thread_count = settings.threads
+            declared = vin.frames  # 0 when the container does not say (webm)
+            width, height = output_size(vin.codec_context.width, vin.codec_context.height,
+                                        settings.short_side)
+            fps = _frame_rate(vin)
+            count = _encode(inp, vin, tmp, width, height, fps, settings)
+        if count == 0:
+            raise TranscodeError("no frame could be decoded")
+        if declared and count < declared:
+            raise TranscodeError(f"truncated: decoded {count} of {declared} frames")
+        info = probe(tmp, threads=settings.threads)
+        expected = ("h264", "yuv420p", width, height, count, fps, 0)
+        got = (info.codec, info.pix_fmt, info.width, info.height, info.frames, info.fps,
+               info.audio_streams)
+        if got != expected:
+            raise TranscodeError(f"output check failed: expected {expected}, got {got}")
+        os.replace(tmp, dst)
+        return info
+    except (av.FFmpegError, OSError) as e:
+        raise TranscodeError(_reason(e)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _encode(inp, vin, tmp: Path, width: int, height: int, fps: Fraction,
+            settings: EncodeSettings) -> int:
+    count = 0
+    with av.open(str(tmp), "w", format="mp4") as out:
+        vout = out.add_stream("libx264", rate=fps, options={
+            "crf": str(settings.crf), "preset": settings.preset,
+            "threads": str(settings.threads)})
+        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
+        for frame in inp.decode(vin):
+            scaled = frame.reformat(width, height, format="yuv420p", interpolation="BICUBIC")
+            # Renumber frames 0, 1, 2, ... at the source rate: every decoded frame is kept.
+            scaled.pts, scaled.time_base = count, 1 / fps
+            out.mux(vout.encode(scaled))
+            count += 1
+        out.mux(vout.encode(None))
+    return count
+
+
+def probe(path: Path | str, threads: int = 0) -> VideoInfo:
+    """Decode every frame of `path` and describe its first video stream."""
+    with av.open(str(path)) as c:
+        if not c.streams.video:
+            raise TranscodeError(f"{path}: no video stream")
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        s.codec_context.thread_count = threads  # 0 = one per core
+        frames = sum(1 for _ in c.decode(s))
+        return VideoInfo(codec=s.codec_context.name, pix_fmt=s.codec_context.pix_fmt or "",
+                         width=s.codec_context.width, height=s.codec_context.height,
+                         frames=frames, fps=_frame_rate(s), audio_streams=len(c.streams.audio))
