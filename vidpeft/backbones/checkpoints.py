@@ -1,0 +1,275 @@
+"""load_pretrained: read a checkpoint in any common format into a vidpeft backbone.
+
+The format is recognised from the keys (never the file name); each source format has one
+filter that renames its keys to ours (which are the official VideoMAE / Video Swin names
+without prefixes). Files are read with safetensors or torch.load(weights_only=True), so
+loading never executes code.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+StateDict = dict[str, torch.Tensor]
+HEAD_KEYS = ("head.weight", "head.bias")
+# what a method wrapper calls the module it wraps (peft's name); stripped from model keys
+BASE_LAYER = ".base_layer."
+
+
+@dataclass
+class LoadReport:
+    path: str
+    format: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    reinitialised: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.path}: {self.format} checkpoint, {len(self.loaded)} tensors loaded"]
+        for name in ("missing", "unexpected", "reinitialised"):
+            keys = getattr(self, name)
+            if keys:
+                lines.append(f"  {name} ({len(keys)}): {', '.join(keys)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    family: str  # "videomae" or "videoswin"
+    detect: Callable[[set[str]], bool]
+    convert: Callable[[StateDict], StateDict]
+
+
+# ---------------------------------------------------------------- renaming helpers
+
+def rename(sd: StateDict, rules: list[tuple[str, str]], drop: tuple[str, ...] = ()) -> StateDict:
+    """Apply regex substitutions in order to every key; keys matching a `drop` regex are removed."""
+    out = {}
+    for key, value in sd.items():
+        if any(re.search(pattern, key) for pattern in drop):
+            continue
+        for pattern, repl in rules:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
+# Buffers some releases save but which we compute: position tables, relative indices, masks.
+COMPUTED = (r"(^|\.)pos_embed$", r"position_embeddings$", r"relative_position_index$", r"attn_mask$",
+            r"^data_preprocessor\.")
+
+
+# ---------------------------------------------------------------- VideoMAE formats
+
+def official_videomae(sd: StateDict) -> StateDict:
+    """Official fine-tuned VideoMAE: already our names."""
+    return rename(sd, [], drop=COMPUTED)
+
+
+def official_videomae_pretrain(sd: StateDict) -> StateDict:
+    """Official pre-training checkpoint: encoder under `encoder.`, decoder dropped."""
+    encoder = {k: v for k, v in sd.items() if k.startswith("encoder.")}
+    return rename(encoder, [(r"^encoder\.", "")], drop=COMPUTED)
+
+
+def mmaction_videomae(sd: StateDict) -> StateDict:
+    """mmaction2's VisionTransformer (vit_mae.py) with an mmaction cls_head."""
+    return rename(sd, [
+        (r"^backbone\.", ""),
+        (r"^patch_embed\.projection\.", "patch_embed.proj."),
+        (r"\.mlp\.layers\.0\.0\.", ".mlp.fc1."),
+        (r"\.mlp\.layers\.1\.", ".mlp.fc2."),
+        (r"^cls_head\.fc_cls\.", "head."),
+    ], drop=COMPUTED)
+
+
+def hf_videomae(sd: StateDict) -> StateDict:
+    """transformers' VideoMAE port (VideoMAEModel / ForVideoClassification / ForPreTraining)."""
+    sd = rename(sd, [(r"^videomae\.", "")],
+                drop=COMPUTED + (r"^decoder\.", r"^encoder_to_decoder\.", r"^mask_token$"))
+    out = rename(sd, [
+        (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+        (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
+        (r"\.layernorm_before\.", ".norm1."),
+        (r"\.layernorm_after\.", ".norm2."),
+        (r"\.attention\.output\.dense\.", ".attn.proj."),
+        (r"\.intermediate\.dense\.", ".mlp.fc1."),
+        (r"\.output\.dense\.", ".mlp.fc2."),
+        # q/v biases: `query.bias` / `value.bias` (transformers >= 4.4x) or `q_bias` / `v_bias` (older)
+        (r"\.attention\.attention\.(query\.bias|q_bias)$", ".attn.q_bias"),
+        (r"\.attention\.attention\.(value\.bias|v_bias)$", ".attn.v_bias"),
+        (r"^layernorm\.", "norm."),
+        (r"^classifier\.", "head."),
+    ])
+    # separate query / key / value projections -> one fused qkv weight
+    for prefix in sorted({k.rsplit(".attention.attention.", 1)[0] for k in out if ".attention.attention." in k}):
+        parts = [out.pop(f"{prefix}.attention.attention.{n}.weight") for n in ("query", "key", "value")]
+        out[f"{prefix}.attn.qkv.weight"] = torch.cat(parts)
+    return out
+
+
+# ---------------------------------------------------------------- Video Swin formats
+
+SWIN_COMMON = [(r"^backbone\.", ""), (r"^cls_head\.fc_cls\.", "head.")]
+
+
+def official_videoswin(sd: StateDict) -> StateDict:
+    """The Video Swin release (an mmaction 0.x model): `backbone.` + `cls_head.fc_cls.`."""
+    return rename(sd, SWIN_COMMON, drop=COMPUTED)
+
+
+def mmaction_videoswin(sd: StateDict) -> StateDict:
+    """mmaction2 1.x SwinTransformer3D: as the official one, but the final norm is `norm3`."""
+    return rename(sd, SWIN_COMMON + [(r"^norm3\.", "norm.")], drop=COMPUTED)
+
+
+def torchvision_swin3d(sd: StateDict) -> StateDict:
+    """torchvision swin3d_*: features.{2i} = stage i blocks, features.{2i+1} = its patch merging."""
+    def stage(match: re.Match) -> str:
+        index = int(match.group(1))
+        return f"layers.{index // 2}.blocks." if index % 2 == 0 else f"layers.{index // 2}.downsample."
+
+    out = {}
+    for key, value in rename(sd, [(r"\.mlp\.0\.", ".mlp.fc1."), (r"\.mlp\.3\.", ".mlp.fc2.")], drop=COMPUTED).items():
+        out[re.sub(r"^features\.(\d+)\.", stage, key)] = value
+    return out
+
+
+def has(*patterns: str) -> Callable[[set[str]], bool]:
+    """Detector: every pattern matches at least one key."""
+    return lambda keys: all(any(re.search(p, k) for k in keys) for p in patterns)
+
+
+# Order matters: the first detector that matches wins.
+FORMATS = [
+    Format("Hugging Face transformers VideoMAE", "videomae",
+           has(r"^(videomae\.)?encoder\.layer\.\d+\.attention\.attention\.query\.weight$"), hf_videomae),
+    Format("official VideoMAE pre-training", "videomae", has(r"^encoder\.blocks\.\d+\.attn\.qkv\.weight$"),
+           official_videomae_pretrain),
+    Format("mmaction2 VideoMAE", "videomae",
+           has(r"^backbone\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.blocks\.\d+\.mlp\.layers\."),
+           mmaction_videomae),
+    Format("official VideoMAE fine-tuning", "videomae", has(r"^blocks\.\d+\.attn\.qkv\.weight$"),
+           official_videomae),
+    Format("mmaction2 Video Swin", "videoswin",
+           has(r"^backbone\.layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.norm3\.weight$"),
+           mmaction_videoswin),
+    Format("official Video Swin", "videoswin", has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"),
+           official_videoswin),
+    Format("torchvision swin3d", "videoswin", has(r"^features\.0\.\d+\.attn\.qkv\.weight$"), torchvision_swin3d),
+]
+
+
+# ---------------------------------------------------------------- reading
+
+# Entries under which releases nest the weights (official: model / module; mm*: state_dict).
+NESTED = ("state_dict", "model", "module")
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Tensors of a checkpoint file or Hugging Face directory, without running any pickled code."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                return read_state_dict(path / name)
+        raise FileNotFoundError(f"{path}: directory has neither model.safetensors nor pytorch_model.bin")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        # official VideoMAE checkpoints carry their argparse.Namespace: plain data, safe to allow
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if unsafe is None:
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint; check the download") from None
+        raise ValueError(
+            f"{path}: refused to load: it holds a pickled Python object ({unsafe.group(1)}) and loading it "
+            "could run code; if you trust the file, re-save only its tensors (its state_dict) with "
+            "torch.save or safetensors"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); check the download") from None
+    while isinstance(obj, dict):
+        nested = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
+        if nested is None:
+            break
+        obj = nested
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: holds no state dict of tensors (looked under {', '.join(NESTED)})")
+    return obj
+
+
+def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
+    for fmt in FORMATS:
+        if fmt.detect(keys):
+            return fmt
+    sample = ", ".join(sorted(keys)[:5])
+    raise ValueError(
+        f"{path}: unrecognised checkpoint (keys like {sample}); supported: "
+        + "; ".join(f.name for f in FORMATS)
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
+    """Load a VideoMAE or Video Swin checkpoint of any supported format into `model`.
+
+    Works on a bare backbone or one with method wrappers (`.base_layer` is ignored in
+    names). A shape mismatch is an error, except for a classification head with another
+    class count, which keeps its fresh initialisation and is listed as re-initialised."""
+    sd = read_state_dict(path)
+    fmt = detect_format(set(sd), path)
+    family = getattr(model, "family", None)
+    if family is not None and family != fmt.family:
+        raise ValueError(f"{path}: a {fmt.name} checkpoint ({fmt.family}) cannot load into a {family} model")
+    source = fmt.convert(sd)
+    own = model.state_dict()
+    by_canonical = {key.replace(BASE_LAYER, "."): key for key in own}
+    report = LoadReport(str(path), fmt.name)
+    to_load = {}
+    for key, value in source.items():
+        target = by_canonical.get(key)
+        if target is None:
+            report.unexpected.append(key)
+        elif value.shape == own[target].shape:
+            to_load[target] = value
+            report.loaded.append(key)
+        elif key in HEAD_KEYS:
+            report.reinitialised.append(key)
+        else:
+            raise ValueError(
+                f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
+                f"{tuple(own[target].shape)} in the model ({fmt.name}); is this the right model size?"
+            )
+    if report.reinitialised:
+        reset_head(model)
+    model.load_state_dict(to_load, strict=False)
+    taken = set(report.loaded) | set(report.reinitialised)
+    report.missing = [k for k in by_canonical if k not in taken]
+    for keys in (report.loaded, report.missing, report.unexpected, report.reinitialised):
+        keys.sort()
+    return report
+
+
+def reset_head(model: nn.Module) -> None:
+    """Fresh initialisation of the head in place (keeps any wrapper and its requires_grad)."""
+    linear = getattr(model.head, "base_layer", model.head)
+    nn.init.trunc_normal_(linear.weight, std=0.02)
+    nn.init.zeros_(linear.bias)
