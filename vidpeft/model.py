@@ -11,6 +11,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .backbones import BACKBONES
+from .backbones.checkpoints import LoadReport
+from .backbones.checkpoints import load_pretrained as load_checkpoint
 from .methods import METHODS, canonical_key
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -117,10 +119,40 @@ def read_spec(directory: str | os.PathLike) -> ModelSpec:
     return ModelSpec(**json.loads(path.read_text(encoding="utf-8")))
 
 
+def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
+    """Load backbone weights: any checkpoint format vidpeft.backbones.checkpoints recognises, or a
+    vidpeft work dir / its best/ from full fine-tuning (its backbone, not its head)."""
+    path = Path(path)
+    run = path / "best" if (path / "best" / ADAPTER_CONFIG).is_file() else path
+    if not (run / ADAPTER_CONFIG).is_file():
+        return load_checkpoint(model, path)
+    spec = read_spec(run)
+    if spec.method != "full":
+        raise ValueError(f"{path}: a {spec.method} run holds only its adapter; only a full fine-tuning run "
+                         "can serve as a backbone (use load_adapter to rebuild this model)")
+    if spec.backbone.split("-")[0] != getattr(model, "family", spec.backbone.split("-")[0]):
+        raise ValueError(f"{path}: trained a {spec.backbone}, which cannot load into a {model.family} model")
+    tensors = load_file(str(run / ADAPTER_WEIGHTS))
+    params = {canonical_key(name): p for name, p in model.named_parameters()}
+    report = LoadReport(str(path), f"vidpeft {spec.backbone} full fine-tuning run")
+    with torch.no_grad():
+        for key, value in sorted(tensors.items()):
+            if key.startswith("head."):
+                report.reinitialised.append(key)
+            elif key not in params:
+                report.unexpected.append(key)
+            elif params[key].shape != value.shape:
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)} in the run but "
+                                 f"{tuple(params[key].shape)} in the model; is this the right model size?")
+            else:
+                params[key].copy_(value)
+                report.loaded.append(key)
+    report.missing = sorted(k for k in params if k not in tensors)
+    return report
+
+
 def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> nn.Module:
     """Rebuild the model saved by `save_adapter`, on `pretrained` (default: the one it was trained from)."""
-    from .checkpoint_io import load_pretrained
-
     spec = read_spec(directory)
     model = build_model(spec.backbone, spec.method, spec.num_classes,
                         backbone_options=spec.backbone_options, labels=spec.labels, **spec.options)

@@ -1,0 +1,71 @@
+"""vidpeft-test: multi-view top-1/top-5 of a trained run on a list, written to eval.json."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .common import fail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vidpeft-test",
+        description="Score a vidpeft-train work dir's best checkpoint with K temporal clips x C spatial crops "
+        "per video (per-view softmax averaged). Unreadable videos are excluded and listed, never replaced. "
+        "Runs under torchrun too: each video is scored exactly once.")
+    parser.add_argument("--work-dir", required=True, help="a vidpeft-train work dir (or its best/)")
+    parser.add_argument("--data", help="data root (default: the one the run was trained on)")
+    parser.add_argument("--list", help="list file to score (default: DATA/test.csv)")
+    parser.add_argument("--clips", type=int, help="temporal clips per video (default: the recipe's)")
+    parser.add_argument("--crops", type=int, help="spatial crops per clip: 1 centre, 3 left/centre/right")
+    parser.add_argument("--frames", type=int, help="frames per clip (default: as trained)")
+    parser.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder")
+    parser.add_argument("--num-workers", type=int, help="data loader workers")
+    parser.add_argument("--batch-views", type=int, default=8, help="views per forward pass (memory)")
+    parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")
+    parser.add_argument("--out", help="where to write eval.json (default: WORK_DIR/eval.json)")
+    args = parser.parse_args(argv)
+    try:
+        result = score(args)
+    except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError) as error:
+        return fail(error)
+    if os.environ.get("RANK", "0") == "0":
+        from .train import summary
+
+        print(json.dumps(result, indent=2))
+        print(summary(result))
+    return 0
+
+
+def score(args: argparse.Namespace) -> dict:
+    from ..data import VideoDataset, read_annotations
+    from ..engine import distributed as dist
+    from ..engine.evaluate import evaluate, write_eval
+    from ..engine.inference import checkpoint_dir, load_run
+    from ..engine.train import autocast
+
+    device = dist.init()
+    work_dir = Path(args.work_dir)
+    model, cfg, data_cfg = load_run(work_dir, args.pretrained, {
+        "test.clips": args.clips, "test.crops": args.crops, "data.frames": args.frames,
+        "data.decoder": args.decoder, "data.num_workers": args.num_workers})
+    data_root = Path(args.data or cfg["data_root"])
+    list_file = Path(args.list) if args.list else data_root / cfg["lists"]["test"]
+    dataset = VideoDataset(read_annotations(list_file, data_root), "test", data_cfg, seed=0)
+    amp_context, _ = autocast(device, cfg["train"].get("amp", "bf16"))
+    result = evaluate(model.to(device), dataset, device, amp_context, views_per_batch=args.batch_views,
+                      num_workers=data_cfg.num_workers)
+    result.update(checkpoint=str(checkpoint_dir(work_dir)), list=str(list_file))
+    if dist.is_main():
+        run_dir = work_dir if (work_dir / "config.yaml").is_file() else work_dir.parent
+        out = Path(args.out) if args.out else run_dir / "eval.json"
+        write_eval(out, result)
+    dist.shutdown()
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Reopen a finished training run for testing or prediction."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import DataConfig
+from ..model import load_adapter
+from .config import read_yaml
+
+
+def checkpoint_dir(work_dir: Path) -> Path:
+    best = work_dir / "best"
+    if (best / "adapter.json").is_file():
+        return best
+    if (work_dir / "adapter.json").is_file():
+        return work_dir
+    raise FileNotFoundError(f"{work_dir}: no best/adapter.json; is this a finished vidpeft-train work dir?")
+
+
+def load_run(work_dir: str | Path, pretrained: str | None = None, data_overrides: dict | None = None):
+    """(model in eval mode, resolved config, DataConfig) of the run in `work_dir`."""
+    work_dir = Path(work_dir)
+    run_dir = work_dir if (work_dir / "config.yaml").is_file() else work_dir.parent
+    cfg = read_yaml(run_dir / "config.yaml")
+    for key, value in (data_overrides or {}).items():
+        if value is not None:
+            section, name = key.split(".")
+            cfg.setdefault(section, {})[name] = value
+    model = load_adapter(checkpoint_dir(work_dir), pretrained=pretrained).eval()
+    return model, cfg, DataConfig.from_recipe(cfg)

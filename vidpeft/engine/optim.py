@@ -1,0 +1,66 @@
+"""Optimiser (SGD or AdamW, optional layer-wise lr decay) and the warm-up + cosine schedule."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..methods import blocks
+
+NO_DECAY_NAMES = ("relative_position_bias_table",)
+
+
+def layer_ids(model: nn.Module) -> dict[str, int]:
+    """Depth of each parameter: 0 before the first block, i+1 in block i, L+1 for the head."""
+    owner = {}
+    block_list = list(blocks(model))
+    for index, block in enumerate(block_list):
+        for p in block.parameters():
+            owner[id(p)] = index + 1
+    ids, current = {}, 0
+    head = {id(p) for p in model.head.parameters()}
+    for name, p in model.named_parameters():
+        if id(p) in head:
+            ids[name] = len(block_list) + 1
+        else:
+            current = owner.get(id(p), current)
+            ids[name] = current
+    return ids
+
+
+def build_optimizer(model: nn.Module, train: dict, lr: float) -> torch.optim.Optimizer:
+    """Parameter groups by (weight decay, layer scale) over the trainable parameters only."""
+    decay = float(train.get("weight_decay", 0.0))
+    layer_decay = float(train.get("layer_decay") or 1.0)
+    ids = layer_ids(model)
+    depth = max(ids.values(), default=0)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        wd = 0.0 if p.ndim <= 1 or name.endswith(NO_DECAY_NAMES) else decay
+        scale = layer_decay ** (depth - ids[name])
+        groups.setdefault((wd, scale), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": lr * scale}
+                    for (wd, scale), ps in groups.items()]
+    name = train.get("optimizer", "sgd").lower()
+    if name == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=float(train.get("momentum", 0.9)))
+    if name == "adamw":
+        betas = tuple(train.get("betas", (0.9, 0.999)))
+        return torch.optim.AdamW(param_groups, lr=lr, betas=betas)
+    raise ValueError(f"unknown optimizer {name!r}: use sgd or adamw")
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                  min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0, then cosine down to `min_ratio` × lr, stepped every optimiser step."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
