@@ -1,0 +1,198 @@
+"""The backbone contract (docs/ARCHITECTURE.md) on every registered backbone."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from transformers import VideoMAEConfig, VideoMAEModel
+
+from vidpeft.backbones import BACKBONES, build_backbone, videoswin
+
+MICRO = ["videomae-micro", "videoswin-micro"]
+
+
+def clip(shape, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def n_params(model: nn.Module, skip_head: bool = True) -> int:
+    return sum(p.numel() for n, p in model.named_parameters()
+               if not (skip_head and n.startswith(("head.", "classifier."))))
+
+
+def test_registered_names():
+    assert BACKBONES.names() == sorted(
+        [f"videomae-{s}" for s in ("micro", "s", "b", "l", "h")] + [f"videoswin-{s}" for s in ("micro", "t", "s", "b", "l")]
+    )
+    with pytest.raises(KeyError, match="unknown backbone 'vit-b': choose one of videomae-b"):
+        build_backbone("vit-b", 10)
+
+
+@pytest.mark.parametrize("size, hf", [
+    ("s", dict(hidden_size=384, num_attention_heads=6, intermediate_size=1536)),
+    ("b", dict()),
+    ("l", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)),
+    ("h", dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, intermediate_size=5120)),
+])
+def test_videomae_sizes_match_transformers(size, hf):
+    with torch.device("meta"):
+        ours = build_backbone(f"videomae-{size}", 400)
+        theirs = VideoMAEModel(VideoMAEConfig(**hf))
+    # transformers' VideoMAEModel has no fc_norm (it sits in the classification model)
+    assert n_params(ours) == n_params(theirs) + 2 * ours.num_features
+    if size == "b":
+        assert n_params(ours) == 86_227_200  # METHODS.md: "86.2M with tubelet embed and fc_norm"
+
+
+@pytest.mark.parametrize("size", ["t", "s", "b", "l"])
+def test_videoswin_sizes_match_torchvision(size):
+    cfg = videoswin.SIZES[size]
+    with torch.device("meta"):
+        ours = build_backbone(f"videoswin-{size}", 400)
+        theirs = torchvision.models.video.SwinTransformer3d(
+            patch_size=[2, 4, 4], embed_dim=cfg["embed_dim"], depths=list(cfg["depths"]),
+            num_heads=list(cfg["num_heads"]), window_size=[8, 7, 7], num_classes=400)
+    assert n_params(ours) == n_params(theirs)
+    assert ours.num_features == theirs.num_features
+    if size == "b":
+        assert n_params(ours) == 87_638_984
+
+
+@pytest.mark.parametrize("name", MICRO)
+@pytest.mark.parametrize("shape", [(2, 3, 8, 64, 64), (1, 3, 4, 32, 48), (1, 3, 16, 96, 64)])
+def test_any_clip_size_gives_logits_and_token_grid(name, shape):
+    model = build_backbone(name, 7).eval()
+    patch = model.patch_embed.patch_size
+    x = clip(shape)
+    with torch.no_grad():
+        logits = model(x)
+        assert torch.equal(logits, model.head(model.head_drop(model.forward_features(x))))
+    assert logits.shape == (shape[0], 7) and torch.isfinite(logits).all()
+    assert model.token_grid == tuple(s // p for s, p in zip(shape[2:], patch))
+    assert model.forward_features(x).shape == (shape[0], model.num_features)
+
+
+@pytest.mark.parametrize("name", MICRO)
+def test_bad_input_shape_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=r"T divisible by 2 and H, W divisible by (16|4), got shape \(1, 3, 7, 64, 64\)"):
+        build_backbone(name, 3)(torch.zeros(1, 3, 7, 64, 64))
+
+
+@pytest.mark.parametrize("name", MICRO)
+def test_contract_parts(name):
+    model = build_backbone(name, 5)
+    blocks = list(model.blocks)
+    assert len(blocks) == (2 if name.startswith("videomae") else 8)
+    for blk in blocks:
+        attn = blk.attn
+        assert isinstance(blk.norm1, nn.LayerNorm) and isinstance(blk.norm2, nn.LayerNorm)
+        assert isinstance(attn.qkv, nn.Linear) and attn.qkv.out_features == 3 * attn.qkv.in_features
+        assert isinstance(attn.proj, nn.Linear) and attn.kv_prefix is None
+        assert attn.num_heads * attn.head_dim == attn.qkv.in_features
+    model.reset_classifier(9)
+    assert isinstance(model.head, nn.Linear) and model(clip((1, 3, 8, 64, 64))).shape == (1, 9)
+
+
+@pytest.mark.parametrize("name", MICRO)
+def test_gradient_checkpointing_gives_the_same_gradients(name):
+    torch.manual_seed(0)
+    model = build_backbone(name, 5, drop_path_rate=0.3)  # recomputation must replay the same random drops
+    x, target = clip((2, 3, 8, 64, 64)), torch.tensor([1, 3])
+
+    def grads():
+        torch.manual_seed(1)
+        model.zero_grad()
+        F.cross_entropy(model(x), target).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys()
+    for n in plain:
+        torch.testing.assert_close(checkpointed[n], plain[n], rtol=1e-5, atol=1e-6, msg=n)
+
+
+def test_drop_path_and_head_drop_are_active_only_in_training():
+    model = build_backbone("videoswin-micro", 5, drop_path_rate=0.5, head_drop=0.5)
+    x = clip((2, 3, 8, 64, 64))
+    with torch.no_grad():
+        assert not torch.equal(model.train()(x), model(x))
+        assert torch.equal(model.eval()(x), model(x))
+
+
+class FixedKV(nn.Module):
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        super().__init__()
+        self.k, self.v, self.rows = k, v, []
+
+    def forward(self, n: int):
+        self.rows.append(n)
+        return self.k, self.v
+
+
+@pytest.mark.parametrize("name", MICRO)
+def test_empty_prefix_changes_nothing(name):
+    model = build_backbone(name, 5).eval()
+    x = clip((2, 3, 8, 64, 64))
+    with torch.no_grad():
+        before = model(x)
+        for blk in model.blocks:
+            empty = torch.zeros(1, blk.attn.num_heads, 0, blk.attn.head_dim)
+            blk.attn.kv_prefix = FixedKV(empty, empty)
+        torch.testing.assert_close(model(x), before, rtol=0, atol=1e-6)
+    if name == "videoswin-micro":  # called with batch x windows rows: 2 x (2*4*4) windows in stage 1
+        assert model.blocks[0].attn.kv_prefix.rows == [2 * 32]
+
+
+def reference_attention(q, k, v, mask):
+    """softmax(q k^T / sqrt(d) + mask) v written out."""
+    logits = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5
+    return (logits + mask).softmax(-1) @ v
+
+
+def test_swin_prefix_columns_get_zero_bias_and_no_mask(monkeypatch):
+    """Hand check on a shifted block: the prefix columns appended to K and V are not masked."""
+    model = build_backbone("videoswin-micro", 5).eval()
+    attn = model.layers[0].blocks[1].attn
+    assert attn.shift == (1, 2, 2)
+    heads, d, extra = attn.num_heads, attn.head_dim, 3
+    attn.kv_prefix = FixedKV(torch.randn(1, heads, extra, d), torch.randn(1, heads, extra, d))
+    seen, sdpa = {}, F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask):
+        if k.shape[-2] > q.shape[-2]:  # the block with the prefix
+            seen.update(q=q, k=k, v=v, mask=attn_mask)
+        return sdpa(q, k, v, attn_mask=attn_mask)
+
+    monkeypatch.setattr(videoswin.F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        model(clip((1, 3, 8, 64, 64)))
+    q, k, v, mask = seen["q"], seen["k"], seen["v"], seen["mask"]
+    n = q.shape[-2]
+    assert k.shape[-2] == n + extra and mask.shape[-1] == n + extra
+    assert (mask[..., :n] < videoswin.MASK_VALUE / 2).any()  # shifted windows: some pairs are masked
+    assert (mask[..., n:] == 0).all()  # prefix: zero bias, never masked
+    torch.testing.assert_close(k[..., n:, :], attn.kv_prefix.k.expand_as(k[..., n:, :]))
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                               reference_attention(q, k, v, mask), rtol=1e-4, atol=1e-5)
+    # every query, even one masked from most of its window, still sees every prefix token
+    weights = (q @ k.transpose(-2, -1) * d**-0.5 + mask).softmax(-1)
+    assert (weights[..., n:] > 1e-4).all()
+
+
+def test_vit_prefix_is_attended_by_every_token():
+    model = build_backbone("videomae-micro", 5).eval()
+    attn = model.blocks[0].attn
+    x = clip((2, 20, 64))
+    pk, pv = torch.randn(2, attn.num_heads, 4, attn.head_dim), torch.randn(2, attn.num_heads, 4, attn.head_dim)
+    with torch.no_grad():
+        qkv = attn.qkv(x).view(2, 20, 3, 64) + torch.stack((attn.q_bias, torch.zeros(64), attn.v_bias))
+        q, k, v = qkv.view(2, 20, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        out = reference_attention(q, torch.cat((k, pk), 2), torch.cat((v, pv), 2), 0.0)
+        expected = attn.proj(out.transpose(1, 2).reshape(2, 20, 64))
+        attn.kv_prefix = FixedKV(pk, pv)
+        torch.testing.assert_close(attn(x), expected, rtol=1e-4, atol=1e-5)
+    assert attn.kv_prefix.rows == [2]
