@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better (23)")
     p.add_argument("--preset", default="veryfast", choices=PRESETS, metavar="PRESET",
                    help="x264 preset, ultrafast ... veryslow (default veryfast)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="decoder/encoder threads per video (default 0 = automatic, as ffmpeg)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -92,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     short_side = module.DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side
-    if short_side < 0 or args.workers < 0 or not 0 <= args.crf <= 51:
-        print("vidpeft-prep: --short-side and --workers must be >= 0, --crf 0..51",
+    if min(short_side, args.workers, args.threads) < 0 or not 0 <= args.crf <= 51:
+        print("vidpeft-prep: --short-side, --workers and --threads must be >= 0, --crf 0..51",
               file=sys.stderr)
         return EXIT_USAGE
     options = {"split": args.split} if module is hmdb51 else {}
-    settings = EncodeSettings(short_side=short_side, crf=args.crf, preset=args.preset)
+    settings = EncodeSettings(short_side=short_side, crf=args.crf, preset=args.preset,
+                              threads=args.threads)
     try:
         plan = module.plan(args.src, args.out, **options)
         report = run(plan, args.out, settings, workers=args.workers,

@@ -12,7 +12,8 @@ import os
 import time
 from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, replace
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +24,7 @@ from .plan import Job, LayoutError, Plan
 from .transcode import PART_MARK, EncodeSettings, TranscodeError, transcode
 
 REPORT = "prep_report.json"
+CRASH = "a worker process died while converting this video or one next to it; rerun to retry"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -76,6 +78,11 @@ def _sources(jobs: list[Job], failures: list[dict]) -> Iterator[tuple[Job, Path 
                      for j in pending.values()]
 
 
+def _pool(workers: int) -> ProcessPoolExecutor:
+    # spawn: workers start clean (no inherited threads or locks from the caller)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _check_settings(out: Path, settings: EncodeSettings) -> None:
     report = out / REPORT
     if not report.exists():
@@ -96,8 +103,6 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
     """Convert `plan` into `out`; write lists, labels.txt and the report; return the report."""
     start = time.monotonic()
     workers = max(1, workers or os.cpu_count() or 1)
-    if settings.threads <= 0:  # share the cores between the workers
-        settings = replace(settings, threads=max(1, (os.cpu_count() or 1) // workers))
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
     _remove_stale_parts(out)
@@ -112,29 +117,38 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
     write_atomic(out / REPORT, json.dumps(report, indent=1))
     bar = tqdm(total=len(plan.jobs), initial=report["skipped"], unit="video",
                desc=f"vidpeft-prep {plan.dataset}", disable=not progress, dynamic_ncols=True)
+    sources = _sources(todo, failures)
+    pool = _pool(workers)
     running: dict[Future, Job] = {}
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            sources = _sources(todo, failures)
-            while True:
-                while len(running) < 2 * workers and (item := next(sources, None)):
-                    job, source = item
-                    running[pool.submit(_convert, source, str(out / job.out), settings)] = job
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = running.pop(future)
+        while True:
+            while len(running) < 2 * workers and (item := next(sources, None)):
+                job, source = item
+                running[pool.submit(_convert, source, str(out / job.out), settings)] = job
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
                     reason = future.result()
-                    if reason is None:
-                        report["converted"] += 1
-                    else:
-                        failures.append({"path": job.name, "reason": reason})
-                # failures found while reading archives count as finished jobs too
-                finished = report["skipped"] + report["converted"] + len(failures) - len(plan.failed)
-                bar.set_postfix(failed=len(failures), refresh=False)
-                bar.update(finished - bar.n)
+                except BrokenProcessPool:  # a worker died (a decoder crash?): fail its batch
+                    failures += [{"path": j.name, "reason": CRASH} for j in running.values()]
+                    running.clear()
+                    pool.shutdown(cancel_futures=True)
+                    pool = _pool(workers)
+                    break
+                job = running.pop(future)
+                if reason is None:
+                    report["converted"] += 1
+                else:
+                    failures.append({"path": job.name, "reason": reason})
+            # failures found while reading archives count as finished jobs too
+            finished = report["skipped"] + report["converted"] + len(failures) - len(plan.failed)
+            bar.set_postfix(failed=len(failures), refresh=False)
+            bar.update(finished - bar.n)
+        pool.shutdown()
     except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
         report["seconds"] = round(time.monotonic() - start, 2)
         write_atomic(out / REPORT, json.dumps(report, indent=1))
         raise

@@ -1,0 +1,102 @@
+"""vidpeft-prep vs the mmaction2-style baseline (one ffmpeg process per video) on one video set.
+
+    python benchmarks/prep_speed.py [--videos 40 --seconds 10 --size 640x480 --workers N]
+
+Generates a Kinetics-400-layout set of H.264 mp4 videos (with audio), converts it with
+`vidpeft-prep k400` and with a pool of the same size running one ffmpeg per video (ffmpeg
+from the imageio-ffmpeg wheel, same x264 preset / crf / short side), and prints videos/s
+for both and their ratio. Both outputs are checked (every video present, H.264).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+from vidpeft.prep.transcode import probe
+from vidpeft.synthetic import make_dataset
+
+
+def _ffmpeg() -> str:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        sys.exit("prep_speed: the baseline needs ffmpeg from imageio-ffmpeg: "
+                 "pip install 'vidpeft[bench]' (or pip install imageio-ffmpeg)")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def baseline(ffmpeg: str, videos: list[Path], out: Path, workers: int, short_side: int,
+             preset: str, crf: int, landscape: bool) -> int:
+    """mmaction2's resize_videos.py recipe: scale=-2:S, libx264, no audio; argv, not a shell."""
+    scale = f"scale=-2:{short_side}" if landscape else f"scale={short_side}:-2"
+
+    def one(i_src: tuple[int, Path]) -> int:
+        i, src = i_src
+        cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src),
+               "-vf", scale, "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+               "-pix_fmt", "yuv420p", "-an", str(out / f"{i}.mp4")]
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode
+
+    out.mkdir(parents=True)
+    with ThreadPool(workers) as pool:
+        codes = pool.map(one, list(enumerate(videos)))
+    return sum(code == 0 for code in codes)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--videos", type=int, default=40)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--size", default="640x480", help="WxH of the generated videos")
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--short-side", type=int, default=320)
+    p.add_argument("--preset", default="veryfast")
+    p.add_argument("--crf", type=int, default=23)
+    p.add_argument("--keep", type=Path, help="work here and keep the files (default: temp dir)")
+    args = p.parse_args()
+    width, height = (int(x) for x in args.size.lower().split("x"))
+    ffmpeg = _ffmpeg()
+    classes = next(c for c in range(8, 0, -1) if args.videos % c == 0)
+    with tempfile.TemporaryDirectory(prefix="vidpeft-bench-") as tmp:
+        work = args.keep or Path(tmp)
+        raw = work / "raw"
+        t = time.perf_counter()
+        made = make_dataset("k400", raw, classes=classes, per_class=args.videos // classes,
+                            size=(width, height), frames=round(args.seconds * args.fps),
+                            fps=args.fps, seed=0)
+        print(f"generated {len(made)} videos ({args.seconds:g} s, {width}x{height} @ "
+              f"{args.fps} fps, H.264 + AAC) in {time.perf_counter() - t:.1f} s")
+        n = len(made)
+
+        t = time.perf_counter()
+        cmd = [sys.executable, "-m", "vidpeft.cli.prep", "k400", "--src", str(raw),
+               "--out", str(work / "vidpeft"), "--workers", str(args.workers),
+               "--short-side", str(args.short_side), "--preset", args.preset,
+               "--crf", str(args.crf), "--no-progress"]
+        code = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
+        ours = time.perf_counter() - t
+        ours_ok = len(list((work / "vidpeft" / "videos").rglob("*.mp4")))
+
+        t = time.perf_counter()
+        base_ok = baseline(ffmpeg, [v.path for v in made], work / "baseline", args.workers,
+                           args.short_side, args.preset, args.crf, width >= height)
+        base = time.perf_counter() - t
+
+        sample = probe(next((work / "baseline").glob("*.mp4")))
+        print(f"settings: workers {args.workers}, libx264 preset {args.preset} crf {args.crf}, "
+              f"short side {args.short_side} (baseline output {sample.width}x{sample.height})")
+        print(f"vidpeft-prep     : {n / ours:6.2f} videos/s ({ours_ok}/{n} ok, exit {code}, "
+              f"{ours:.1f} s)")
+        print(f"ffmpeg baseline  : {n / base:6.2f} videos/s ({base_ok}/{n} ok, {base:.1f} s)")
+        print(f"ratio vidpeft/baseline: {base / ours:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""vidpeft-prep command line: help text, one-line errors for bad input, scripts, sizes."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prep_helpers import probe_video, read_list, run_prep
+
+from vidpeft.prep.transcode import output_size
+from vidpeft.synthetic import make_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_documents_layouts_outputs_and_exit_codes():
+    result = subprocess.run([str(Path(sys.executable).with_name("vidpeft-prep")), "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    for text in ("ssv2", "k400", "hmdb51", "validate.csv", "test_train_splits.rar",
+                 "prep_report.json", "exit status", "130"):
+        assert text in result.stdout, text
+
+
+@pytest.mark.parametrize("dataset", ["ssv2", "k400", "hmdb51"])
+def test_empty_folder_is_a_one_line_layout_error(tmp_path, capsys, dataset):
+    (tmp_path / "raw").mkdir()
+    code, report, text = run_prep(capsys, dataset, "--src", str(tmp_path / "raw"),
+                                  "--out", str(tmp_path / "out"))
+    assert code == 2 and report == {}
+    assert text.startswith("vidpeft-prep: ") and text.count("\n") == 1
+    assert str(tmp_path / "raw") in text
+
+
+def test_missing_src_folder(tmp_path, capsys):
+    code, _, text = run_prep(capsys, "k400", "--src", str(tmp_path / "nope"),
+                             "--out", str(tmp_path / "out"))
+    assert code == 2 and "no such folder" in text
+
+
+def test_unknown_k400_label_names_the_csv_line(tmp_path, capsys):
+    src = tmp_path / "raw"
+    make_dataset("k400", src, classes=1, per_class=3, size=(64, 48), frames=2)
+    csv = src / "annotations" / "train.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0], "flying a kite at dawn" + lines[1][lines[1].index(","):],
+                              *lines[2:]]) + "\n")
+    code, _, text = run_prep(capsys, "k400", "--src", str(src), "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert f"{csv}:2: label 'flying a kite at dawn'" in text
+
+
+def test_thin_script_and_short_side_override(tmp_path):
+    src, out = tmp_path / "raw", tmp_path / "out"
+    make_dataset("hmdb51", src, classes=1, per_class=2, size=(175, 99), frames=3)
+    result = subprocess.run([sys.executable, str(ROOT / "tools/preprocess/hmdb51.py"),
+                             "--src", str(src), "--out", str(out), "--short-side", "0",
+                             "--no-progress"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rows = read_list(out / "train.csv") + read_list(out / "test.csv")
+    assert [(probe_video(out / r).width, probe_video(out / r).height) for r, _ in rows] == \
+        [(176, 100)] * 2  # source size kept, rounded to even
+
+
+def test_output_size_keeps_aspect_and_even_sides():
+    assert output_size(427, 240, 0) == (428, 240)
+    assert output_size(340, 256, 320) == (426, 320)
+    assert output_size(480, 640, 320) == (320, 426)
+    assert output_size(320, 240, 320) == (426, 320)

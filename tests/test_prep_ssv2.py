@@ -1,0 +1,51 @@
+"""vidpeft-prep ssv2 end to end on generated VP9 webm videos in both label-file namings."""
+from fractions import Fraction
+
+import pytest
+from prep_helpers import WILD_DIR, check_outputs, read_list, run_prep, tree_hashes
+
+from vidpeft.labels import label_map
+from vidpeft.synthetic import make_dataset
+
+
+@pytest.mark.parametrize("long_names", [False, True], ids=["labels.json", "something-v2-*.json"])
+def test_ssv2_end_to_end(tmp_path, capsys, long_names):
+    src, out = tmp_path / WILD_DIR, tmp_path / "out put"
+    videos = make_dataset("ssv2", src, classes=2, per_class=3, frames=8, seed=1,
+                          wild_names=long_names, ssv2_long_names=long_names)
+    if long_names:
+        assert (src / "labels" / "something-something-v2-labels.json").exists()
+    before = tree_hashes(src)
+
+    code, report, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(out))
+
+    assert code == 0, text
+    assert (report["converted"], report["skipped"], report["failed"], report["missing"]) == \
+        (6, 0, [], [])
+    classes = label_map("ssv2")
+    expected = {split: sorted((f"videos/{v.path.stem}.mp4", v.label) for v in videos
+                              if v.split == split) for split in ("train", "val")}
+    assert sorted(read_list(out / "train.csv")) == expected["train"]
+    assert sorted(read_list(out / "val.csv")) == expected["val"]
+    assert (out / "test.csv").read_text() == (out / "val.csv").read_text()
+    assert (out / "labels.txt").read_text().splitlines() == classes
+    assert all(classes[v.label] == v.class_name for v in videos)
+    # webm 427x240 -> mp4 keeping the 240 px height (width rounded to even)
+    check_outputs(out, expected["train"] + expected["val"], short_side=None, height=240,
+                  frames=8, fps=Fraction(12))
+    assert tree_hashes(src) == before
+
+
+def test_ssv2_missing_video_is_reported(tmp_path, capsys):
+    src, out = tmp_path / "raw", tmp_path / "out"
+    videos = make_dataset("ssv2", src, classes=1, per_class=3, size=(128, 96), frames=4)
+    gone = videos[0].path
+    gone.unlink()  # an annotation entry without its file (test setup, not the tool)
+
+    code, report, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(out))
+
+    assert code == 1
+    assert report["missing"] == [f"train.json: {gone.stem}"]
+    assert report["converted"] == 2
+    assert f"missing: train.json: {gone.stem}" in text
+    assert f"videos/{gone.stem}.mp4" not in (out / "train.csv").read_text()
