@@ -1,0 +1,153 @@
+"""VideoDataset (decode -> sample -> transform) and its DataLoader.
+
+Items:
+- train: `(clip (3, T, S, S) float32, label, index)`
+- val/test: `(views (V, 3, T, S, S) float32, label, index)` with V = clips × crops in
+  clip-major order: view k·C + c is temporal clip k (in time order) through spatial crop c
+  (left→right, or top→bottom for portrait videos).
+A video that cannot be read gives `(None, label, index)` (a warning names it) unless
+`strict=True`, which raises `VideoReadError`; `collate` drops such items and lists their
+indices in `Batch.unreadable`, so nothing is ever replaced by another video.
+
+Randomness: an item's random draws (start or segment offsets, crop, RandAugment, erasing)
+come only from (seed, epoch, index), under a private torch RNG state, so the clips of a run
+are the same whatever the number of workers, a resumed run sees the clips the uninterrupted
+one saw, and the model's random state is neither used nor disturbed. The loader's
+`EpochSampler` hands `(epoch, index)` keys to the dataset; a bare `dataset[index]` is epoch 0.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vidpeft.data.annotations import Sample
+from vidpeft.data.config import DataConfig
+from vidpeft.data.decode import VideoReadError, open_video
+from vidpeft.data.sampling import (
+    dense_test_indices,
+    random_dense_indices,
+    random_segment_indices,
+    segment_test_indices,
+)
+from vidpeft.data.transforms import MultiViewTransform, TrainTransform
+
+MODES = ("train", "val", "test")
+log = logging.getLogger("vidpeft.data")
+
+
+class Batch(NamedTuple):
+    inputs: torch.Tensor | None  # (B, 3, T, S, S) train, (B, V, 3, T, S, S) val/test; None if no item was readable
+    labels: torch.Tensor  # (B,) int64
+    indices: torch.Tensor  # (B,) dataset indices of the readable items
+    unreadable: list[int]  # dataset indices of the items whose video could not be read
+
+
+class VideoDataset(Dataset):
+    def __init__(
+        self, samples: Sequence[Sample], mode: str = "train", cfg: DataConfig | None = None,
+        seed: int = 0, strict: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.samples = list(samples)
+        self.mode = mode
+        self.cfg = cfg or DataConfig()
+        self.seed = seed
+        self.strict = strict
+        self.transform = TrainTransform(self.cfg) if mode == "train" else MultiViewTransform(self.cfg)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor | None, int, int]:
+        """`key` is an index, or `(epoch, index)` as the loader's EpochSampler yields."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        sample = self.samples[index]
+        try:
+            reader = open_video(sample.path, self.cfg.decoder)
+            if self.mode == "train":
+                item_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(item_seed)
+                    indices = self._train_indices(reader.num_frames, np.random.default_rng(item_seed))
+                    inputs = self.transform(reader.read(indices))
+            else:
+                indices = self._test_indices(reader.num_frames)
+                inputs = self.transform(reader.read(indices.reshape(-1)), clips=len(indices))
+        except VideoReadError as error:
+            if self.strict:
+                raise
+            log.warning("%s (%s item %d left out)", error, self.mode, index)
+            return None, sample.label, index
+        return inputs, sample.label, index
+
+    def _train_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+        cfg = self.cfg
+        if cfg.sampling == "dense":
+            return random_dense_indices(num_frames, cfg.frames, cfg.stride, rng)
+        return random_segment_indices(num_frames, cfg.frames, rng)
+
+    def _test_indices(self, num_frames: int) -> np.ndarray:
+        cfg = self.cfg
+        if cfg.sampling == "dense":
+            return dense_test_indices(num_frames, cfg.frames, cfg.stride, cfg.test_clips)
+        return segment_test_indices(num_frames, cfg.frames, cfg.test_clips)
+
+
+def collate(items: Sequence[tuple[torch.Tensor | None, int, int]]) -> Batch:
+    """Stack the readable items; list the indices of the unreadable ones."""
+    readable = [item for item in items if item[0] is not None]
+    return Batch(
+        inputs=torch.stack([item[0] for item in readable]) if readable else None,
+        labels=torch.tensor([item[1] for item in readable], dtype=torch.int64),
+        indices=torch.tensor([item[2] for item in readable], dtype=torch.int64),
+        unreadable=[item[2] for item in items if item[0] is None],
+    )
+
+
+class EpochSampler(Sampler):
+    """Yields `(epoch, index)` keys. The indices come from `base` (e.g. a DistributedSampler,
+    whose `set_epoch` is called for it) or, without one, from range(length), shuffled from
+    (seed, epoch) when `shuffle`. The epoch advances by one at each pass; `set_epoch(e)`
+    sets the next one (call it when resuming)."""
+
+    def __init__(self, length: int, shuffle: bool = False, seed: int = 0, base: Sampler | None = None) -> None:
+        self.length, self.shuffle, self.seed, self.base = length, shuffle, seed, base
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base is not None else self.length
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if self.base is not None:
+            if hasattr(self.base, "set_epoch"):
+                self.base.set_epoch(epoch)
+            indices: Iterable[int] = self.base
+        elif self.shuffle:
+            indices = np.random.default_rng([self.seed, epoch]).permutation(self.length).tolist()
+        else:
+            indices = range(self.length)
+        return ((epoch, int(index)) for index in indices)
+
+
+def build_loader(
+    dataset: VideoDataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
+    sampler: Sampler | None = None, seed: int = 0, drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader yielding `Batch`es. `sampler` (e.g. DistributedSampler, which then does
+    the shuffling) replaces the default order; `loader.sampler.set_epoch(e)` picks the epoch."""
+    return DataLoader(
+        dataset, batch_size=batch_size,
+        sampler=EpochSampler(len(dataset), shuffle, seed, base=sampler),
+        num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
+        persistent_workers=num_workers > 0, pin_memory=pin_memory,
+    )

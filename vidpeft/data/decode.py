@@ -1,0 +1,131 @@
+"""One interface over two decoders: decord (default, fast random access) and PyAV.
+
+`open_video(path, decoder)` returns a reader with `num_frames`, `fps` and
+`read(indices) -> uint8 tensor (T, H, W, 3)`; frames are numbered in presentation order
+from 0, the same way by both decoders. Anything that goes wrong while opening or reading
+raises `VideoReadError`, whose message is one line naming the file and what to do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+DECODERS = ("decord", "pyav")
+
+
+class VideoReadError(Exception):
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = " ".join(str(reason).split())  # one line, whatever the library printed
+        super().__init__(
+            f"cannot read video {self.path}: {self.reason}; "
+            "re-encode it (vidpeft-prep) or remove it from the list"
+        )
+
+
+class VideoReader(Protocol):
+    path: Path
+    num_frames: int
+    fps: float
+
+    def read(self, indices: np.ndarray) -> torch.Tensor: ...
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _check_indices(path: Path, indices: np.ndarray, num_frames: int) -> np.ndarray:
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if indices.size == 0:
+        raise ValueError("read() needs at least one frame index")
+    if indices.min() < 0 or indices.max() >= num_frames:
+        raise IndexError(f"{path}: frame indices must lie in [0, {num_frames}), got {indices.min()}..{indices.max()}")
+    return indices
+
+
+class DecordReader:
+    def __init__(self, path: Path) -> None:
+        import decord
+
+        self.path = path
+        try:
+            self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            self.num_frames = len(self._reader)
+            self.fps = float(self._reader.get_avg_fps())
+        except Exception as error:  # decord raises its own DECORDError and RuntimeError
+            # decord finds no video stream when it lacks the codec (AV1, for one)
+            hint = "; its codec may be one decord lacks (AV1): use decoder 'pyav'" if "video stream" in str(error) else ""
+            raise VideoReadError(path, f"decord cannot open it ({_first_line(error)}){hint}") from None
+        if self.num_frames <= 0:
+            raise VideoReadError(path, "it has no video frames")
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        indices = _check_indices(self.path, indices, self.num_frames)
+        try:
+            frames = self._reader.get_batch(indices.tolist()).asnumpy()
+        except Exception as error:
+            raise VideoReadError(self.path, f"decord failed while decoding ({_first_line(error)})") from None
+        return torch.from_numpy(frames)
+
+
+class PyAVReader:
+    """Decodes from the start up to the last frame needed (clips are short), keeping only the
+    frames asked for; the container is reopened per read so a reader holds no open file."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+
+        self.path = path
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    raise VideoReadError(path, "it has no video stream")
+                stream = container.streams.video[0]
+                self.fps = float(stream.average_rate or stream.base_rate or 0)
+                # Some containers (webm) do not store the frame count: count packets instead.
+                self.num_frames = stream.frames or sum(
+                    1 for packet in container.demux(stream) if packet.size > 0
+                )
+        except VideoReadError:
+            raise
+        except Exception as error:  # av.error.FFmpegError and OSError subclasses
+            raise VideoReadError(path, f"PyAV cannot open it ({_first_line(error)})") from None
+        if self.num_frames <= 0:
+            raise VideoReadError(path, "it has no video frames")
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        import av
+
+        indices = _check_indices(self.path, indices, self.num_frames)
+        wanted, inverse = np.unique(indices, return_inverse=True)
+        decoded: list[np.ndarray] = []
+        last = int(wanted[-1])
+        try:
+            with av.open(str(self.path)) as container:
+                for number, frame in enumerate(container.decode(video=0)):
+                    if number == wanted[len(decoded)]:
+                        decoded.append(frame.to_ndarray(format="rgb24"))
+                        if number == last:
+                            break
+        except Exception as error:
+            raise VideoReadError(self.path, f"PyAV failed while decoding ({_first_line(error)})") from None
+        if len(decoded) < len(wanted):
+            raise VideoReadError(
+                self.path, f"the stream ends before frame {int(wanted[len(decoded)])} although it claims {self.num_frames} frames (truncated file?)"
+            )
+        return torch.from_numpy(np.stack(decoded)[inverse])
+
+
+def open_video(path: str | Path, decoder: str = "decord") -> VideoReader:
+    """Open `path` with `decoder` ('decord' or 'pyav'); raises VideoReadError if it cannot."""
+    path = Path(path)
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+    if not path.is_file():
+        raise VideoReadError(path, "no such file")
+    return DecordReader(path) if decoder == "decord" else PyAVReader(path)
