@@ -7,7 +7,9 @@ decoded frame tells its index (`frame_number`) and a crop tells its horizontal p
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -41,19 +43,21 @@ def red_level(frame: torch.Tensor | np.ndarray) -> float:
     return float(np.asarray(frame)[..., 0].astype(np.float64).mean())
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 25, codec: str = "libx264",
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 25, codec: str = "libx264",
                 options: dict[str, str] | None = None) -> Path:
-    """Encode (T, H, W, 3) uint8 RGB frames with PyAV (yuv420p, codec `options` such as
-    {"crf": "23"}); the file appears under its name only when complete."""
+    """Encode (H, W, 3) uint8 RGB frames (an array (T, H, W, 3) or any iterable) with PyAV
+    (yuv420p, codec `options` such as {"crf": "23"}); the file appears only when complete."""
     import av
 
     path = Path(path)
+    frames = iter(frames)
+    first = next(frames)
     partial = path.with_name(path.name + ".partial" + path.suffix)
     with av.open(str(partial), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options or {})
-        stream.height, stream.width = frames.shape[1:3]
+        stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = "yuv420p"
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
     partial.replace(path)
