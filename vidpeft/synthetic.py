@@ -17,8 +17,10 @@ import json
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from .labels import label_map
@@ -89,22 +91,23 @@ def _paste(frame: np.ndarray, patch: np.ndarray, mask: np.ndarray,
     h, w = frame.shape[:2]
     s = patch.shape[0]
     r = int(np.ceil(s * scale * 0.75)) + 1
-    x0, x1, y0, y1 = max(0, int(cx) - r), min(w, int(cx) + r), max(0, int(cy) - r), min(h, int(cy) + r)
+    x0, x1 = max(0, int(cx) - r), min(w, int(cx) + r)
+    y0, y1 = max(0, int(cy) - r), min(h, int(cy) + r)
     if x0 >= x1 or y0 >= y1:
         return
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    dx, dy = (xx - cx) / scale, (yy - cy) / scale
-    cos, sin = np.cos(angle), np.sin(angle)
+    dx = ((np.arange(x0, x1, dtype=np.float32) - cx) / scale)[None, :]
+    dy = ((np.arange(y0, y1, dtype=np.float32) - cy) / scale)[:, None]
+    cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     u = (cos * dx + sin * dy + s / 2).astype(np.int32)
-    v = (-sin * dx + cos * dy + s / 2).astype(np.int32)
+    v = (cos * dy - sin * dx + s / 2).astype(np.int32)
     inside = (u >= 0) & (u < s) & (v >= 0) & (v < s)
     inside[inside] = mask[v[inside], u[inside]]
     frame[y0:y1, x0:x1][inside] = patch[v[inside], u[inside]]
 
 
 def render(motion: str, rng: np.random.Generator, size: tuple[int, int],
-           frames: int) -> np.ndarray:
-    """(frames, H, W, 3) uint8 frames of one object doing `motion`."""
+           frames: int) -> Iterator[np.ndarray]:
+    """`frames` (H, W, 3) uint8 frames of one object doing `motion`, one at a time."""
     w, h = size
     # a low-contrast background and a high-contrast, dark-rimmed object
     background = _texture(rng, h, w, cell=int(rng.integers(4, 12))) // 2 + 64
@@ -114,33 +117,37 @@ def render(motion: str, rng: np.random.Generator, size: tuple[int, int],
     radius = np.hypot(xx, yy) if rng.random() < 0.5 else np.maximum(abs(xx), abs(yy))
     mask = radius <= s / 2
     patch[radius > s / 2 - max(1, s // 12)] = 0
-    grain = [rng.integers(-10, 11, (h, w, 3), dtype=np.int16) for _ in range(4)]
+    # per-frame sensor noise on the background, cycled from a few precomputed variants
+    noisy = [(background + rng.integers(-10, 11, (h, w, 3), dtype=np.int16)).astype(np.uint8)
+             for _ in range(4)]
     x, y, angle, scale = _trajectory(motion, rng, np.linspace(0, 1, frames), w, h)
-    video = np.empty((frames, h, w, 3), np.uint8)
     for i in range(frames):
-        frame = background.copy()
+        frame = noisy[i % len(noisy)].copy()
         _paste(frame, patch, mask, x[i], y[i], angle[i], scale[i])
-        video[i] = np.clip(frame + grain[i % len(grain)], 0, 255)
-    return video
+        yield frame
 
 
-def encode(video: np.ndarray, path: Path, layout: str, fps: float | None = None,
+def encode(frames: Iterable[np.ndarray], path: Path, layout: str, fps: float | None = None,
            audio: bool = False) -> Path:
-    """Write (T, H, W, 3) uint8 frames in the layout's raw format (see FORMATS)."""
+    """Write (H, W, 3) uint8 frames in the layout's raw format (see FORMATS)."""
     container, codec, _, default_fps, options = FORMATS[layout]
     rate = Fraction(fps or default_fps).limit_denominator(1001)
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate, options=dict(options))
-        stream.height, stream.width = video.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        sound = out.add_stream("aac", rate=44100) if audio else None
-        for i, rgb in enumerate(video):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        to_yuv = VideoReformatter()  # one swscale context for the whole video
+        count = 0
+        for count, rgb in enumerate(frames, 1):
+            if count == 1:
+                stream.height, stream.width = rgb.shape[:2]
+                stream.pix_fmt = "yuv420p"
+            frame = to_yuv.reformat(av.VideoFrame.from_ndarray(rgb, format="rgb24"),
+                                    format="yuv420p")
+            frame.pts = count - 1
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
         if sound is not None:
-            _add_audio(out, sound, seconds=len(video) / rate)
+            _add_audio(out, sound, seconds=count / rate)
     return path
 
 

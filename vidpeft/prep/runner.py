@@ -79,8 +79,11 @@ def _sources(jobs: list[Job], failures: list[dict]) -> Iterator[tuple[Job, Path 
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    # spawn: workers start clean (no inherited threads or locks from the caller)
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # forkserver: workers start clean (no threads or locks inherited from the caller) and
+    # fast (forked from a server that has imported this module once; spawn costs ~1 s).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 def _check_settings(out: Path, settings: EncodeSettings) -> None:

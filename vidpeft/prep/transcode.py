@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import io
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator, TypeVar
 
 import av
 from av.video.reformatter import VideoReformatter
 
+T = TypeVar("T")
 PART_MARK = ".part-"  # hidden temp outputs are named ".<final name>.part-<pid>"
 
 
@@ -115,23 +119,71 @@ def transcode(source: Path | bytes, dst: Path, settings: EncodeSettings) -> Vide
 def _encode(inp, vin, tmp: Path, width: int, height: int, fps: Fraction,
             settings: EncodeSettings) -> int:
     count = 0
+    # One reformatter for the whole video: it keeps its swscale context, whereas
+    # frame.reformat() would build a new one for every frame (3x slower overall).
+    scaler = VideoReformatter()
+    scaled = (scaler.reformat(frame, width, height, format="yuv420p", interpolation="BICUBIC")
+              for frame in inp.decode(vin))
     with av.open(str(tmp), "w", format="mp4") as out:
         vout = out.add_stream("libx264", rate=fps, options={
-            "crf": str(settings.crf), "preset": settings.preset,
-            "threads": str(settings.threads)})
+            "crf": str(settings.crf), "preset": settings.preset})
         vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-        # One reformatter for the whole video: it keeps its swscale context, whereas
-        # frame.reformat() would build a new one for every frame (3x slower overall).
-        scaler = VideoReformatter()
-        for frame in inp.decode(vin):
-            scaled = scaler.reformat(frame, width, height, format="yuv420p",
-                                     interpolation="BICUBIC")
+        # Frame threads as the ffmpeg command line uses them (PyAV's default is slice
+        # threading, and a "threads" option alone leaves x264 on one thread).
+        vout.codec_context.thread_type = "FRAME"
+        vout.codec_context.thread_count = settings.threads
+        # PyAV releases the GIL inside FFmpeg, so decoding + scaling in a second thread
+        # overlaps with encoding, like ffmpeg's own threaded pipeline.
+        for frame in in_thread(scaled):
             # Renumber frames 0, 1, 2, ... at the source rate: every decoded frame is kept.
-            scaled.pts, scaled.time_base = count, 1 / fps
-            out.mux(vout.encode(scaled))
+            frame.pts, frame.time_base = count, 1 / fps
+            out.mux(vout.encode(frame))
             count += 1
         out.mux(vout.encode(None))
     return count
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def in_thread(items: Iterator[T], depth: int = 8) -> Iterator[T]:
+    """Iterate `items` in a background thread, `depth` items ahead; errors re-raise here."""
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer
+            put(_Raised(e))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def probe(path: Path | str, threads: int = 0) -> VideoInfo:
