@@ -6,11 +6,14 @@ Generates a Kinetics-400-layout set of H.264 mp4 videos (with audio), converts i
 `vidpeft-prep k400` and with a pool of the same size running one ffmpeg per video (ffmpeg
 from the imageio-ffmpeg wheel, same x264 preset / crf / short side), and prints videos/s
 for both and their ratio. The two alternate --repeat times so both see the same machine
-load; the best run of each counts (the median is printed too)."""
+load; the best run of each counts (the median is printed too). CPU seconds per video are
+printed as well: on a machine shared with other jobs they compare the two fairly."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +24,11 @@ from pathlib import Path
 
 from vidpeft.prep.transcode import probe
 from vidpeft.synthetic import make_dataset
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _ffmpeg() -> str:
@@ -76,22 +84,25 @@ def main() -> None:
         print(f"generated {len(made)} videos ({args.seconds:g} s, {width}x{height} @ "
               f"{args.fps} fps, H.264 + AAC) in {time.perf_counter() - t:.1f} s")
         n = len(made)
-        ours, base = [], []
+        ours, base, ours_cpu, base_cpu = [], [], [], []
         for r in range(args.repeat):  # alternate, so both see the same machine load
             out = work / f"vidpeft-{r}"
             cmd = [sys.executable, "-m", "vidpeft.cli.prep", "k400", "--src", str(raw),
                    "--out", str(out), "--workers", str(args.workers),
                    "--short-side", str(args.short_side), "--preset", args.preset,
                    "--crf", str(args.crf), "--no-progress"]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _children_cpu()
             code = subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode
             ours.append(time.perf_counter() - t)
+            report = json.loads((out / "prep_report.json").read_text())
+            ours_cpu.append(_children_cpu() - c + report["cpu_seconds"])  # main + workers
             ours_ok = len(list((out / "videos").rglob("*.mp4")))
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _children_cpu()
             base_ok = baseline(ffmpeg, [v.path for v in made], work / f"baseline-{r}",
                                args.workers, args.short_side, args.preset, args.crf,
                                width >= height)
             base.append(time.perf_counter() - t)
+            base_cpu.append(_children_cpu() - c)
             print(f"run {r + 1}: vidpeft-prep {n / ours[-1]:.2f} videos/s ({ours_ok}/{n} ok, "
                   f"exit {code}), ffmpeg baseline {n / base[-1]:.2f} videos/s "
                   f"({base_ok}/{n} ok)")
@@ -106,6 +117,10 @@ def main() -> None:
               f"median {n / statistics.median(base):.2f})")
         print(f"ratio vidpeft/baseline: {min(base) / min(ours):.2f}x (best), "
               f"{statistics.median(base) / statistics.median(ours):.2f}x (median)")
+        print(f"CPU seconds per video (load-independent): vidpeft-prep "
+              f"{sum(ours_cpu) / n / args.repeat:.3f}, ffmpeg baseline "
+              f"{sum(base_cpu) / n / args.repeat:.3f}, ratio baseline/vidpeft "
+              f"{sum(base_cpu) / sum(ours_cpu):.2f}x")
 
 
 if __name__ == "__main__":

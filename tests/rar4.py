@@ -1,4 +1,4 @@
-"""Write RAR4 archives with stored (uncompressed) entries, for tests (libarchive cannot write RAR)."""
+"""RAR4 archives with stored (uncompressed) entries, for tests: libarchive cannot write RAR."""
 from __future__ import annotations
 
 import struct

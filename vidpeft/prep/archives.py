@@ -33,11 +33,12 @@ def iter_members(path: Path, wanted: set[str] | None = None) -> Iterator[tuple[s
                 if not entry.isfile:
                     continue
                 name = entry.pathname
-                data = b"".join(entry.get_blocks()) if wanted is not None and name in wanted else None
-                yield name, data
+                wanted_now = wanted is not None and name in wanted
+                yield name, b"".join(entry.get_blocks()) if wanted_now else None
     except libarchive.exception.ArchiveError as e:
-        raise ArchiveReadError(f"{path}: cannot read the archive ({' '.join(str(e).split())}); "
-                               f"check the download") from None
+        why = " ".join(str(getattr(e, "msg", None) or e).split())
+        raise ArchiveReadError(f"{path}: cannot read the archive ({why}); check the download "
+                               f"or extract it with another tool") from None
 
 
 def list_members(path: Path) -> list[str]:

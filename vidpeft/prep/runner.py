@@ -33,17 +33,20 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _convert(source: Path | bytes, dst: str, settings: EncodeSettings) -> str | None:
-    """Worker: convert one video; None on success, else the reason it failed."""
+def _convert(source: Path | bytes, dst: str,
+             settings: EncodeSettings) -> tuple[str | None, float]:
+    """Worker: convert one video. Returns (None, or the reason it failed; CPU seconds used)."""
     path = Path(dst)
+    start = time.process_time()  # all threads of this worker process
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         transcode(source, path, settings)
-        return None
+        reason = None
     except TranscodeError as e:
-        return str(e)
+        reason = str(e)
     except Exception as e:  # a decoder/encoder surprise must not stop the batch
-        return f"{type(e).__name__}: {' '.join(str(e).split())}"
+        reason = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return reason, time.process_time() - start
 
 
 def _remove_stale_parts(out: Path) -> None:
@@ -114,7 +117,7 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
     report = {
         "dataset": plan.dataset, "out": str(out.resolve()), "finished": False,
         "settings": asdict(settings), "workers": workers,
-        "converted": 0, "skipped": len(plan.jobs) - len(todo),
+        "converted": 0, "skipped": len(plan.jobs) - len(todo), "cpu_seconds": 0.0,
         "failed": failures, "missing": plan.missing, **plan.notes,
     }
     write_atomic(out / REPORT, json.dumps(report, indent=1))
@@ -133,7 +136,8 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 try:
-                    reason = future.result()
+                    reason, cpu = future.result()
+                    report["cpu_seconds"] += cpu
                 except BrokenProcessPool:  # a worker died (a decoder crash?): fail its batch
                     failures += [{"path": j.name, "reason": CRASH} for j in running.values()]
                     running.clear()
@@ -159,6 +163,7 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
         bar.close()
     report["lists"] = _write_lists(plan, out)
     report["finished"] = True
+    report["cpu_seconds"] = round(report["cpu_seconds"], 2)
     report["seconds"] = round(time.monotonic() - start, 2)
     write_atomic(out / REPORT, json.dumps(report, indent=1))
     return report

@@ -102,7 +102,7 @@ def transcode(source: Path | bytes, dst: Path, settings: EncodeSettings) -> Vide
             raise TranscodeError("no frame could be decoded")
         if declared and count < declared:
             raise TranscodeError(f"truncated: decoded {count} of {declared} frames")
-        info = probe(tmp, threads=settings.threads)
+        info = probe(tmp, threads=settings.threads, full=False)
         expected = ("h264", "yuv420p", width, height, count, fps, 0)
         got = (info.codec, info.pix_fmt, info.width, info.height, info.frames, info.fps,
                info.audio_streams)
@@ -186,15 +186,31 @@ def in_thread(items: Iterator[T], depth: int = 8) -> Iterator[T]:
         worker.join()
 
 
-def probe(path: Path | str, threads: int = 0) -> VideoInfo:
-    """Decode every frame of `path` and describe its first video stream."""
+def probe(path: Path | str, threads: int = 0, full: bool = True) -> VideoInfo:
+    """Describe the first video stream of `path`, counting its frames.
+
+    full: decode every frame. Otherwise (the check after each conversion, ~10% of the
+    conversion's CPU saved) read every packet, count one frame per packet and decode the
+    key frames only; each of them must decode.
+    """
     with av.open(str(path)) as c:
         if not c.streams.video:
             raise TranscodeError(f"{path}: no video stream")
         s = c.streams.video[0]
         s.thread_type = "AUTO"
         s.codec_context.thread_count = threads  # 0 = one per core
-        frames = sum(1 for _ in c.decode(s))
+        if full:
+            frames = sum(1 for _ in c.decode(s))
+        else:
+            s.codec_context.skip_frame = "NONKEY"
+            frames = keys = decoded = 0
+            for packet in c.demux(s):
+                if packet.size:
+                    frames += 1
+                    keys += packet.is_keyframe
+                decoded += len(packet.decode())
+            if decoded != keys or not keys:
+                raise TranscodeError(f"{path}: {decoded} of {keys} key frames decode")
         return VideoInfo(codec=s.codec_context.name, pix_fmt=s.codec_context.pix_fmt or "",
                          width=s.codec_context.width, height=s.codec_context.height,
                          frames=frames, fps=_frame_rate(s), audio_streams=len(c.streams.audio))
