@@ -48,30 +48,32 @@ def test_k400_end_to_end(tmp_path, capsys, flat, val_name):
     assert tree_hashes(src) == before
 
 
-def test_k400_corrupt_zero_byte_and_missing_files(tmp_path, capsys):
+def test_k400_broken_and_missing_files_are_reported(tmp_path, capsys):
     src, out = tmp_path / "raw", tmp_path / "out"
-    videos = make_dataset("k400", src, classes=1, per_class=6, size=(128, 96), frames=4)
-    train = [v for v in videos if v.split == "train"]
-    corrupt, empty, gone = train[0].path, train[1].path, train[2].path
+    videos = make_dataset("k400", src, classes=1, per_class=7, size=(128, 96), frames=4)
+    corrupt, empty, gone, truncated, text = (v.path for v in videos[:5])
     data = corrupt.read_bytes()
     corrupt.write_bytes(data[:40] + bytes(len(data) - 40))  # header kept, body zeroed
     empty.write_bytes(b"")
     gone.unlink()
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    text.write_text("<html>404 Not Found</html>\n")  # what some failed downloads hold
     before = tree_hashes(src)
 
-    code, report, text = run_prep(capsys, "k400", "--src", str(src), "--out", str(out))
+    code, report, output = run_prep(capsys, "k400", "--src", str(src), "--out", str(out))
 
     assert code == 1
     failed = {f["path"]: f["reason"] for f in report["failed"]}
-    assert set(failed) == {str(corrupt), str(empty)}
+    assert set(failed) == {str(corrupt), str(empty), str(truncated), str(text)}
     assert "0 bytes" in failed[str(empty)]
     assert report["missing"] == [f"train.csv:4: {gone.stem}"]
-    assert report["converted"] == len(videos) - 3
-    listed = (out / "train.csv").read_text()
-    for bad in (corrupt, empty, gone):
+    assert report["converted"] == len(videos) - 5
+    listed = "".join((out / f"{s}.csv").read_text() for s in ("train", "val", "test"))
+    assert listed.count("\n") == len(videos) - 5
+    for bad in (corrupt, empty, gone, truncated, text):
         assert bad.stem not in listed
         assert not list(out.rglob(f"*{bad.stem}*"))
-    assert f"failed: {corrupt}" in text and "1 missing" in text
+    assert f"failed: {corrupt}" in output and "1 missing" in output
     assert tree_hashes(src) == before
 
 
