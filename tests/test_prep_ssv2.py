@@ -36,16 +36,21 @@ def test_ssv2_end_to_end(tmp_path, capsys, long_names):
     assert tree_hashes(src) == before
 
 
-def test_ssv2_missing_video_is_reported(tmp_path, capsys):
+def test_ssv2_missing_and_truncated_webm_are_reported(tmp_path, capsys):
     src, out = tmp_path / "raw", tmp_path / "out"
-    videos = make_dataset("ssv2", src, classes=1, per_class=3, size=(128, 96), frames=4)
-    gone = videos[0].path
+    videos = make_dataset("ssv2", src, classes=1, per_class=4, size=(128, 96), frames=24)
+    gone, cut = videos[0].path, videos[1].path
     gone.unlink()  # an annotation entry without its file (test setup, not the tool)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])  # webm keeps no count
 
     code, report, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(out))
 
     assert code == 1
     assert report["missing"] == [f"train.json: {gone.stem}"]
+    assert [f["path"] for f in report["failed"]] == [str(cut)]
+    assert "truncated" in report["failed"][0]["reason"]
     assert report["converted"] == 2
     assert f"missing: train.json: {gone.stem}" in text
-    assert f"videos/{gone.stem}.mp4" not in (out / "train.csv").read_text()
+    listed = (out / "train.csv").read_text() + (out / "val.csv").read_text()
+    assert f"videos/{gone.stem}.mp4" not in listed and f"videos/{cut.stem}.mp4" not in listed
+    assert len(listed.splitlines()) == 2

@@ -10,6 +10,7 @@ import io
 import os
 import queue
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -68,6 +69,18 @@ def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction:
     raise TranscodeError("the video stream has no frame rate")
 
 
+def _declared_frames(inp: av.container.InputContainer, vin) -> int:
+    """Frames the header promises: the count if stored (mp4, avi), else duration x rate
+    (webm stores no count); 0 if unknown. Decoding fewer means the file is damaged."""
+    if vin.frames:
+        return vin.frames
+    if vin.duration and vin.time_base:
+        seconds = float(vin.duration * vin.time_base)
+    else:
+        seconds = (inp.duration or 0) / av.time_base
+    return round(seconds * float(_frame_rate(vin)))
+
+
 def _open(source: Path | bytes) -> av.container.InputContainer:
     size = len(source) if isinstance(source, bytes) else source.stat().st_size
     if size == 0:
@@ -93,15 +106,16 @@ def transcode(source: Path | bytes, dst: Path, settings: EncodeSettings) -> Vide
             vin = inp.streams.video[0]
             vin.thread_type = "AUTO"
             vin.codec_context.thread_count = settings.threads
-            declared = vin.frames  # 0 when the container does not say (webm)
+            declared = _declared_frames(inp, vin)
             width, height = output_size(vin.codec_context.width, vin.codec_context.height,
                                         settings.short_side)
             fps = _frame_rate(vin)
             count = _encode(inp, vin, tmp, width, height, fps, settings)
         if count == 0:
             raise TranscodeError("no frame could be decoded")
-        if declared and count < declared:
-            raise TranscodeError(f"truncated: decoded {count} of {declared} frames")
+        if declared and count < declared * 0.9 - 1:
+            raise TranscodeError(f"truncated or damaged: decoded {count} of about {declared} "
+                                 f"frames; download it again")
         info = probe(tmp, threads=settings.threads, full=False)
         expected = ("h264", "yuv420p", width, height, count, fps, 0)
         got = (info.codec, info.pix_fmt, info.width, info.height, info.frames, info.fps,
@@ -134,11 +148,12 @@ def _encode(inp, vin, tmp: Path, width: int, height: int, fps: Fraction,
         vout.codec_context.thread_count = settings.threads
         # PyAV releases the GIL inside FFmpeg, so decoding + scaling in a second thread
         # overlaps with encoding, like ffmpeg's own threaded pipeline.
-        for frame in in_thread(scaled):
-            # Renumber frames 0, 1, 2, ... at the source rate: every decoded frame is kept.
-            frame.pts, frame.time_base = count, 1 / fps
-            out.mux(vout.encode(frame))
-            count += 1
+        with closing(in_thread(scaled)) as frames:  # stops the thread before `inp` closes
+            for frame in frames:
+                # Renumber frames 0, 1, 2, ... at the source rate: every frame is kept.
+                frame.pts, frame.time_base = count, 1 / fps
+                out.mux(vout.encode(frame))
+                count += 1
         out.mux(vout.encode(None))
     return count
 
