@@ -34,7 +34,8 @@ outputs (--out):
   labels.txt       class name per line, line number = label id
   {REPORT}  converted, skipped, failed [{{path, reason}}], missing [...]
 
-A rerun with the same --out skips finished videos. Source files are never modified.
+A rerun with the same --out skips finished videos (run one vidpeft-prep per --out at a
+time). Source files are never modified, moved or deleted.
 
 exit status:
   {EXIT_OK}    every annotated video is converted (or was already)
@@ -50,19 +51,19 @@ def parser() -> argparse.ArgumentParser:
         prog="vidpeft-prep", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS, help="which dataset --src holds")
-    p.add_argument("--src", type=Path, required=True, help="the raw download (read only)")
+    p.add_argument("--src", type=Path, required=True, metavar="RAW", help="the raw download (read only)")
     p.add_argument("--out", type=Path, required=True, help="where to write videos and lists")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="parallel conversions (default: all cores)")
     p.add_argument("--short-side", type=int, default=None, metavar="S",
                    help="scale so the short side is S px; 0 = keep the source size "
                         "(default: 320 for k400/hmdb51, 0 for ssv2)")
     p.add_argument("--split", type=int, choices=(1, 2, 3), default=1,
                    help="hmdb51: the split written as train/val/test.csv (default 1)")
-    p.add_argument("--crf", type=int, default=23, help="x264 quality, lower = better (23)")
+    p.add_argument("--crf", type=int, default=23, metavar="C", help="x264 quality, lower = better (23)")
     p.add_argument("--preset", default="veryfast", choices=PRESETS, metavar="PRESET",
                    help="x264 preset, ultrafast ... veryslow (default veryfast)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int, default=0, metavar="T",
                    help="decoder/encoder threads per video (default 0 = automatic, as ffmpeg)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
