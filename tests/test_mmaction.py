@@ -122,7 +122,8 @@ class Recorder(Hook):
         self.start: dict[str, torch.Tensor] = {}
         self.start_iter = -1
         self.metrics: dict[str, dict] = {}
-        self.test_views: list[int] = []
+        self.test_inputs: list[torch.Tensor] = []  # per test video: (views, C, T, H, W) uint8
+        self.test_scores: list[torch.Tensor] = []  # per test video: class probabilities
 
     def before_train(self, runner) -> None:  # after init_weights and any resume
         self.start = {n: p.detach().clone() for n, p in runner.model.named_parameters()}
@@ -132,7 +133,10 @@ class Recorder(Hook):
         self.metrics["val"] = metrics
 
     def before_test_iter(self, runner, batch_idx, data_batch=None) -> None:
-        self.test_views.append(data_batch["inputs"][0].shape[0])
+        self.test_inputs.append(data_batch["inputs"][0])
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.test_scores.append(outputs[0].pred_score)
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         self.metrics["test"] = metrics
@@ -188,12 +192,12 @@ def test_train_validate_test_resume_and_same_logits(arch, config_name, with_cp, 
     # multi-view test from that checkpoint: 2 clips x 3 crops per video
     test_runner, test_rec = run(config(config_name, arch, pretrained, data_root, tmp_path / "test",
                                        load_from=str(ckpt)), mode="test")
-    assert test_rec.test_views == [2 * 3] * 3
-    assert 0.0 <= test_rec.metrics["test"]["acc/top1"] <= 100.0
+    assert [views.shape[0] for views in test_rec.test_inputs] == [2 * 3] * 3
+    assert test_rec.metrics["test"]["acc/top1"] in (0.0, 1 / 3, 2 / 3, 1.0)  # 3 test videos
     for name, value in saved["state_dict"].items():
         assert torch.equal(test_runner.model.get_parameter(name), value), name
 
-    # the same model through vidpeft.build_model gives the same logits
+    # the same model through vidpeft.build_model gives the same logits, and the same test scores
     plain = vidpeft.build_model(arch, backbone_cfg.method, num_classes=CLASSES, **backbone_cfg.method_cfg)
     vidpeft.load_pretrained(plain, pretrained)
     own = plain.state_dict()
@@ -205,10 +209,15 @@ def test_train_validate_test_resume_and_same_logits(arch, config_name, with_cp, 
     x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     plain.eval()
     test_runner.model.eval()
+    mean, std = (torch.tensor(v).view(3, 1, 1, 1) for v in (cfg.model.data_preprocessor.mean,
+                                                           cfg.model.data_preprocessor.std))
     with torch.no_grad():
         expected = plain(x)
         got = test_runner.model(x[:, None], mode="tensor", stage="head")  # (N, views=1, C, T, H, W)
+        views = (test_rec.test_inputs[0].float() - mean) / std
+        expected_score = plain(views).softmax(-1).mean(0)  # average_clips='prob'
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(test_rec.test_scores[0], expected_score, rtol=1e-5, atol=1e-6)
 
     # resume from the trainable-only checkpoint and train one more epoch
     if not TORCH_26:
@@ -221,8 +230,7 @@ def test_train_validate_test_resume_and_same_logits(arch, config_name, with_cp, 
     assert rec2.start_iter == 2 and resumed.iter == 4 and resumed.epoch == 2
     for name, value in saved["state_dict"].items():
         assert torch.equal(rec2.start[name], value), name
-    assert set(rec2.start) - trainable  # frozen tensors came from `pretrained`, unchanged:
-    for name, value in rec2.start.items():
+    for name, value in rec2.start.items():  # and the frozen rest is the pretrained backbone
         if name not in trainable:
             assert torch.equal(value, rec.start[name]), name
 
