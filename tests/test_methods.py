@@ -252,3 +252,16 @@ def test_params_cli_rejects_unknown_method(capsys):
 
 def test_canonical_key_strips_wrappers():
     assert canonical_key("blocks.0.attn.qkv.base_layer.weight") == "blocks.0.attn.qkv.weight"
+
+
+def test_adapter_without_checkpoint_rebuilds_the_same_frozen_weights(tmp_path):
+    """No pretrained file: the init seed in adapter.json recreates the frozen random backbone."""
+    model = vidpeft.build_model("videoswin-micro", "adaptformer", NUM_CLASSES, seed=7).eval()
+    with torch.no_grad():
+        for block in blocks(model):
+            block.mlp.adapter.up.weight.normal_(std=0.1)
+        expected = model(clip())
+    vidpeft.save_adapter(model, tmp_path)
+    torch.manual_seed(123)  # the global RNG state must not matter
+    with torch.no_grad():
+        assert torch.equal(vidpeft.load_adapter(tmp_path).eval()(clip()), expected)

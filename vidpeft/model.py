@@ -29,6 +29,7 @@ class ModelSpec:
     options: dict
     backbone_options: dict = field(default_factory=dict)
     labels: list[str] | None = None
+    seed: int | None = None  # initialisation seed: rebuilds the same frozen weights without a checkpoint
     pretrained: str | None = None
     preprocess: dict = field(default_factory=dict)
 
@@ -40,18 +41,25 @@ def build_model(
     *,
     backbone_options: dict | None = None,
     labels: list[str] | None = None,
+    seed: int | None = None,
     **method_options,
 ) -> nn.Module:
-    """A backbone with `method` attached: only what the method adds (plus the head) is trainable."""
+    """A backbone with `method` attached: only what the method adds (plus the head) is trainable.
+
+    With `seed`, initialisation draws from that seed (without touching the global RNG), so
+    `load_adapter` can rebuild the same frozen weights when no pretrained checkpoint is used."""
     factory = BACKBONES.get(backbone)
     spec_method = METHODS.get(method)
     cfg = spec_method.config.from_options(method, method_options).for_backbone(backbone)
-    model = factory(num_classes=num_classes, **(backbone_options or {}))
-    model.requires_grad_(False)
-    spec_method.attach(model, cfg)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = factory(num_classes=num_classes, **(backbone_options or {}))
+        model.requires_grad_(False)
+        spec_method.attach(model, cfg)
     model.head.requires_grad_(True)
     model.vidpeft_spec = ModelSpec(backbone, method, num_classes, _jsonable(asdict(cfg)),
-                                   dict(backbone_options or {}), labels)
+                                   dict(backbone_options or {}), labels, seed)
     return model
 
 
@@ -154,8 +162,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
 def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> nn.Module:
     """Rebuild the model saved by `save_adapter`, on `pretrained` (default: the one it was trained from)."""
     spec = read_spec(directory)
-    model = build_model(spec.backbone, spec.method, spec.num_classes,
-                        backbone_options=spec.backbone_options, labels=spec.labels, **spec.options)
+    model = build_model(spec.backbone, spec.method, spec.num_classes, backbone_options=spec.backbone_options,
+                        labels=spec.labels, seed=spec.seed, **spec.options)
     model.vidpeft_spec = spec
     backbone_weights = pretrained if pretrained is not None else spec.pretrained
     if backbone_weights is not None:

@@ -83,10 +83,8 @@ def resolved_config(args: argparse.Namespace) -> dict:
     overrides = {key: getattr(args, flag) for flag, (key, _, _) in OVERRIDES.items()}
     overrides["train.grad_checkpointing"] = True if args.grad_checkpointing else None
     overrides["train.strict"] = True if args.strict else None
-    cfg = resolve(load_recipe(args.recipe, dataset), overrides, args.set)
+    cfg = resolve(load_recipe(args.recipe, dataset, backbone=args.backbone), overrides, args.set)
     drop_path = cfg.get("train", {}).get("drop_path")
-    if isinstance(drop_path, dict):  # per backbone family, e.g. {videoswin: 0.4, videomae: 0.1}
-        drop_path = drop_path.get(args.backbone.split("-")[0], 0.0)
     cfg["model"] = {
         "backbone": args.backbone, "method": args.method, "options": method_options(args),
         "pretrained": str(Path(args.pretrained).resolve()) if args.pretrained else None,

@@ -12,7 +12,7 @@ import yaml
 from vidpeft.data.decode import DECODERS
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugment
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "configs"
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs"  # -> configs/
 # `test:` keys of a recipe -> DataConfig fields
 TEST_KEYS = {"clips": "test_clips", "crops": "test_crops"}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -88,7 +89,7 @@ def run(cfg: dict) -> dict:
     labels = class_names(data_root, lists["train"])
     model = build_model(model_cfg["backbone"], model_cfg["method"], len(labels),
                         backbone_options=model_cfg.get("backbone_options") or {}, labels=labels,
-                        **(model_cfg.get("options") or {}))
+                        seed=seed, **(model_cfg.get("options") or {}))
     pretrained = model_cfg.get("pretrained")
     if pretrained:
         report = load_pretrained(model, pretrained)
@@ -101,7 +102,9 @@ def run(cfg: dict) -> dict:
                     "preprocess": _preprocess(data_cfg)}
 
     train_set = VideoDataset(lists["train"], "train", data_cfg, seed=seed, strict=bool(train_cfg.get("strict")))
-    val_set = VideoDataset(lists["val"], "val", data_cfg, seed=seed)
+    # validation only picks the best epoch: one centred view per video unless the recipe says otherwise
+    val_cfg = data_cfg.override(test_clips=train_cfg.get("val_clips", 1), test_crops=train_cfg.get("val_crops", 1))
+    val_set = VideoDataset(lists["val"], "val", val_cfg, seed=seed)
     batch = int(train_cfg["batch_size"])
     accumulation = int(train_cfg.get("accumulation") or 1)
     drop_last = len(train_set) >= batch * dist.world_size()
@@ -126,6 +129,7 @@ def run(cfg: dict) -> dict:
         progress = load_last(last_path, model, optimizer, scheduler, scaler)
         if dist.is_main():
             print(f"resuming {last_path} after epoch {progress['epoch']}")
+            _truncate_log(work_dir / "log.csv", progress["epoch"])
     elif dist.is_main():
         work_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(work_dir / "config.yaml", cfg)
@@ -153,8 +157,8 @@ def run(cfg: dict) -> dict:
         progress["epoch"] = epoch + 1
         row["epoch_seconds"] = round(time.perf_counter() - started, 2)
         if dist.is_main():
-            save_last(last_path, model, optimizer, scheduler, scaler, progress)
             _append_log(work_dir / "log.csv", row)
+            save_last(last_path, model, optimizer, scheduler, scaler, progress)
             if writer is not None:
                 for key in ("train_loss", "val_top1", "lr"):
                     if row[key] != "":
@@ -246,6 +250,18 @@ def _preprocess(data_cfg) -> dict:
 def _append_log(path: Path, row: dict) -> None:
     with path.open("a", newline="", encoding="utf-8") as f:
         csv.DictWriter(f, LOG_FIELDS).writerow(row)
+
+
+def _truncate_log(path: Path, epochs_done: int) -> None:
+    """Drop rows of epochs that last.pt does not hold (a kill between the log and the checkpoint)."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= epochs_done]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _tensorboard(work_dir: Path):

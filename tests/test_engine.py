@@ -1,0 +1,177 @@
+"""vidpeft-train / vidpeft-test / vidpeft-predict end to end, on videos prepared by vidpeft-prep."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vidpeft.cli import predict as predict_cli
+from vidpeft.cli import prep as prep_cli
+from vidpeft.cli import test as test_cli
+from vidpeft.cli import train as train_cli
+from vidpeft.synthetic import make_dataset
+
+BIN = Path(sys.executable).parent
+SMALL = ["--frames", "4", "--stride", "2", "--input-size", "32", "--num-workers", "0", "--batch-size", "4",
+         "--optimizer", "adamw", "--lr", "1e-3", "--warmup-epochs", "0", "--clips", "2", "--crops", "3"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A prepared SSv2-layout set: 4 motion classes, 16 train / 8 val (= test) videos."""
+    root = tmp_path_factory.mktemp("engine")
+    make_dataset("ssv2", root / "raw", classes=4, per_class=6, size=(64, 48), frames=12, seed=3)
+    assert prep_cli.main(["ssv2", "--src", str(root / "raw"), "--out", str(root / "data"), "--workers", "2"]) == 0
+    return root / "data"
+
+
+def train(data: Path, work: Path, *extra: str, method: str = "bapat", epochs: int = 2) -> int:
+    return train_cli.main(["--backbone", "videomae-micro", "--method", method, "--data", str(data),
+                           "--work-dir", str(work), "--epochs", str(epochs), *SMALL, *extra])
+
+
+def log_rows(work: Path) -> list[dict]:
+    with (work / "log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert train(data, work) == 0
+    out = capsys.readouterr().out
+    assert "top-1" in out and "2 clips x 3 crops" in out
+    for name in ("config.yaml", "last.pt", "log.csv", "eval.json", "best/adapter.safetensors", "best/adapter.json"):
+        assert (work / name).is_file(), name
+    assert [int(r["epoch"]) for r in log_rows(work)] == [1, 2]
+    result = json.loads((work / "eval.json").read_text())
+    test_videos = (data / "test.csv").read_text().splitlines()
+    assert result["videos"] == len(test_videos) == 8 and result["unreadable"] == []
+    assert result["views"] == {"frames": 4, "stride": 2, "clips": 2, "crops": 3}
+    assert 0 <= result["top1"] <= result["top5"] <= 100 and "mean_class_accuracy" in result
+    assert result["checkpoint"] == str(work / "best")
+    spec = json.loads((work / "best" / "adapter.json").read_text())
+    assert spec["method"] == "bapat" and spec["labels"][0] == "Approaching something with your camera"
+    # the adapter is kilobytes, not the backbone
+    assert (work / "best" / "adapter.safetensors").stat().st_size < 200_000
+
+    # vidpeft-test re-scores with other views; vidpeft-predict names labels with scores
+    assert test_cli.main(["--work-dir", str(work), "--clips", "1", "--crops", "1",
+                          "--out", str(tmp_path / "e.json")]) == 0
+    rescored = json.loads((tmp_path / "e.json").read_text())
+    assert rescored["views"]["clips"] == 1 and rescored["views"]["crops"] == 1 and rescored["videos"] == 8
+    capsys.readouterr()
+    video = data / test_videos[0].rsplit(" ", 1)[0]
+    assert predict_cli.main([str(video), "--work-dir", str(work), "--topk", "3", "--json"]) == 0
+    [prediction] = json.loads(capsys.readouterr().out)
+    scores = [p["score"] for p in prediction["predictions"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
+    labels = (data / "labels.txt").read_text().splitlines()
+    assert all(labels[p["label_id"]] == p["label"] for p in prediction["predictions"])
+
+
+def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):
+    work = tmp_path / "run"
+    assert train(data, work, epochs=1) == 0
+    broken = tmp_path / "broken clip.mp4"
+    broken.write_bytes(os.urandom(5000))
+    listing = tmp_path / "with_broken.csv"
+    listing.write_text((data / "test.csv").read_text() + f"{broken} 0\n")
+    assert test_cli.main(["--work-dir", str(work), "--list", str(listing), "--data", str(data)]) == 0
+    result = json.loads((work / "eval.json").read_text())
+    assert result["unreadable"] == [str(broken)] and result["videos"] == 8
+
+
+def test_unreadable_training_video_is_skipped_or_fatal_with_strict(data, tmp_path, capsys):
+    broken = data.parent / "broken.mp4"
+    broken.write_bytes(b"")
+    (data.parent / "train_broken.csv").write_text((data / "train.csv").read_text() + f"{broken} 1\n")
+    shutil.copy(data.parent / "train_broken.csv", data / "train_broken.csv")
+    assert train(data, tmp_path / "a", "--train-list", "train_broken.csv", epochs=1) == 0
+    assert int(log_rows(tmp_path / "a")[0]["skipped_videos"]) == 1
+    capsys.readouterr()
+    assert train(data, tmp_path / "b", "--train-list", "train_broken.csv", "--strict", epochs=1) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(broken) in errors[0]
+    (data / "train_broken.csv").unlink()
+
+
+def test_bad_input_gets_one_line_errors(data, tmp_path, capsys):
+    assert train(data, tmp_path / "w", method="adapter") == 2
+    assert "unknown method 'adapter'" in capsys.readouterr().err
+    assert train_cli.main(["--backbone", "videomae-micro", "--data", str(tmp_path / "nope"),
+                           "--work-dir", str(tmp_path / "w")]) == 2
+    assert "no such data folder" in capsys.readouterr().err
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    assert train(data, tmp_path / "w", "--pretrained", str(bad)) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(bad) in errors[0]
+    assert test_cli.main(["--work-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_full_run_serves_as_pretrained_backbone(data, tmp_path, capsys):
+    assert train(data, tmp_path / "full", method="full", epochs=1) == 0
+    assert train(data, tmp_path / "lora", "--pretrained", str(tmp_path / "full"), method="lora", epochs=1) == 0
+    assert "vidpeft videomae-micro full fine-tuning run" in capsys.readouterr().out
+    spec = json.loads((tmp_path / "lora" / "best" / "adapter.json").read_text())
+    assert spec["pretrained"] == str(tmp_path / "full")
+
+
+def run_cli(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(list(argv), env=env, capture_output=True, text=True, timeout=600, **kwargs)
+
+
+def test_resume_after_kill_reproduces_the_uninterrupted_losses(data, tmp_path):
+    args = ["--backbone", "videomae-micro", "--method", "lora", "--data", str(data), "--epochs", "4", *SMALL,
+            "--amp", "none"]
+    whole = run_cli(str(BIN / "vidpeft-train"), *args, "--work-dir", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    work = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(BIN / "vidpeft-train"), *args, "--work-dir", str(work)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (work / "log.csv").is_file() and len(log_rows(work)) >= 2:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (work / "eval.json").exists()
+    resumed = run_cli(str(BIN / "vidpeft-train"), "--work-dir", str(work), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    expected = [(r["epoch"], float(r["train_loss"]), r["val_top1"]) for r in log_rows(tmp_path / "whole")]
+    got = [(r["epoch"], float(r["train_loss"]), r["val_top1"]) for r in log_rows(work)]
+    assert [e for e, _, _ in got] == ["1", "2", "3", "4"]
+    assert len(got) == len(expected)
+    for (e_epoch, e_loss, e_val), (g_epoch, g_loss, g_val) in zip(expected, got):
+        assert g_epoch == e_epoch and g_val == e_val and g_loss == pytest.approx(e_loss, rel=1e-6)
+    assert json.loads((work / "eval.json").read_text())["top1"] == \
+        json.loads((tmp_path / "whole" / "eval.json").read_text())["top1"]
+
+
+def test_torchrun_two_processes_train_and_score_each_video_once(data, tmp_path):
+    work = tmp_path / "ddp"
+    ddp = run_cli(str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "vidpeft.cli.train",
+                  "--backbone", "videomae-micro", "--method", "adaptformer", "--data", str(data),
+                  "--work-dir", str(work), "--epochs", "1", *SMALL)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.count("top-1") == 1  # only rank 0 reports
+    single = run_cli(str(BIN / "vidpeft-test"), "--work-dir", str(work), "--out", str(tmp_path / "one.json"))
+    assert single.returncode == 0, single.stderr
+    two = run_cli(str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "vidpeft.cli.test",
+                  "--work-dir", str(work), "--out", str(tmp_path / "two.json"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one, both = (json.loads((tmp_path / n).read_text()) for n in ("one.json", "two.json"))
+    assert one == both and one["videos"] == 8
