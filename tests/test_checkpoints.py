@@ -22,8 +22,8 @@ from fixtures.checkpoint_formats import (
     save_official,
     torchvision_to_official_swin,
 )
+from vidpeft import load_pretrained  # the public API (a thin layer over vidpeft.backbones.checkpoints)
 from vidpeft.backbones import build_backbone
-from vidpeft.backbones.checkpoints import load_pretrained
 
 NUM_CLASSES = 5
 

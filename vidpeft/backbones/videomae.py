@@ -46,10 +46,14 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        qkv = self.qkv(x).view(b, n, 3, c)
-        if self.q_bias is not None:
-            bias = torch.stack((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-            qkv = qkv + bias
+        if self.q_bias is None:
+            qkv = self.qkv(x)
+        else:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+            if type(self.qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
+                qkv = F.linear(x, self.qkv.weight, bias)
+            else:
+                qkv = self.qkv(x) + bias
         q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)
