@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -106,13 +106,20 @@ def _paste(frame: np.ndarray, patch: np.ndarray, mask: np.ndarray,
 
 
 def render(motion: str, rng: np.random.Generator, size: tuple[int, int],
-           frames: int) -> Iterator[np.ndarray]:
-    """`frames` (H, W, 3) uint8 frames of one object doing `motion`, one at a time."""
+           frames: int, plain: bool = False) -> Iterator[np.ndarray]:
+    """`frames` (H, W, 3) uint8 frames of one object doing `motion`, one at a time.
+
+    plain: a flat grey object on a flat background, so that only the motion tells classes
+    apart (a small network trained on a few hundred videos then learns motion instead of
+    memorising textures); rotations are invisible in that style."""
     w, h = size
     # a low-contrast background and a high-contrast, dark-rimmed object
     background = _texture(rng, h, w, cell=int(rng.integers(4, 12))) // 2 + 64
     s = max(8, int(min(w, h) * rng.uniform(0.25, 0.4)))
     patch = _texture(rng, s, s, cell=max(2, s // int(rng.integers(3, 7))))
+    if plain:
+        background[:] = rng.integers(70, 110)
+        patch[:] = rng.integers(200, 250)
     yy, xx = np.mgrid[:s, :s] - (s - 1) / 2
     radius = np.hypot(xx, yy) if rng.random() < 0.5 else np.maximum(abs(xx), abs(yy))
     mask = radius <= s / 2
@@ -185,18 +192,22 @@ def make_dataset(layout: str, root: Path, *, classes: int = 4, per_class: int = 
                  size: tuple[int, int] | None = None, frames: int = 24,
                  fps: float | None = None, seed: int = 0, wild_names: bool = False,
                  ssv2_long_names: bool = False, k400_flat: bool = False,
-                 k400_val_name: str = "validate") -> list[SyntheticVideo]:
+                 k400_val_name: str = "validate", motions: Sequence[str] | None = None,
+                 plain: bool = False) -> list[SyntheticVideo]:
     """Write a raw `layout` ('ssv2' | 'k400' | 'hmdb51') dataset under `root`.
 
-    `classes` motions (at most 8) x `per_class` videos of `frames` frames at `size` (W, H).
+    `classes` motions (at most 8; or the named `motions`) x `per_class` videos of `frames`
+    frames at `size` (W, H); `plain`: flat object and background (see `render`).
     wild_names: file names with spaces, a leading '-', '#', '!', '(', ')', '&' and "'".
     ssv2_long_names: something-something-v2-*.json instead of labels.json etc.
     k400_flat: no class folders; k400_val_name: 'validate' or 'val' (the CSV's name).
     """
     if layout not in FORMATS:
         raise KeyError(f"unknown layout {layout!r}: choose one of {', '.join(FORMATS)}")
-    if not 1 <= classes <= len(MOTIONS):
-        raise ValueError(f"classes must be 1..{len(MOTIONS)}, got {classes}")
+    motions = tuple(motions) if motions is not None else MOTIONS[:classes]
+    unknown = [m for m in motions if m not in MOTIONS]
+    if unknown or not 1 <= len(motions) <= len(MOTIONS):
+        raise ValueError(f"choose 1..{len(MOTIONS)} motions among {', '.join(MOTIONS)}; got {motions}")
     names = label_map(layout)
     size = size or FORMATS[layout][2]
     rng = np.random.default_rng(seed)
@@ -204,15 +215,15 @@ def make_dataset(layout: str, root: Path, *, classes: int = 4, per_class: int = 
     if layout == "ssv2":
         parts = ("train", "val")
     videos = []
-    for c in range(classes):
-        class_name = CLASS_NAMES[layout][c]
+    for c, motion in enumerate(motions):
+        class_name = CLASS_NAMES[layout][MOTIONS.index(motion)]
         for k in range(per_class):
             i = c * per_class + k
             stem = _name(layout, i, rng, wild_names)
             split = _split_of(k, per_class, parts)
             path = root / _raw_path(layout, stem, class_name, split, k400_flat, rng)
             path.parent.mkdir(parents=True, exist_ok=True)
-            clip = render(MOTIONS[c], np.random.default_rng([seed, i]), size, frames)
+            clip = render(motion, np.random.default_rng([seed, i]), size, frames, plain)
             encode(clip, path, layout, fps, audio=layout == "k400")
             videos.append(SyntheticVideo(path, class_name, names.index(class_name), split))
     writers = {"ssv2": _ssv2_labels, "k400": _k400_csvs, "hmdb51": _hmdb51_splits}

@@ -1,4 +1,4 @@
-# Something-Something V2 as written by `vidpeft-prep ssv2 RAW --out data/ssv2`
+# Something-Something V2 as written by `vidpeft-prep ssv2 --src RAW --out data/ssv2`
 # (data/ssv2/videos/*.mp4 and train.csv / val.csv / test.csv of `<relative path> <label>`),
 # trained with the V-PETL Bench recipe: 8 frames with stride 4, multi-scale crop to 224,
 # no flip (left/right is in SSv2's labels), SGD (momentum 0.9, no weight decay,
