@@ -48,6 +48,7 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert train(data, work) == 0
     out = capsys.readouterr().out
     assert "top-1" in out and "2 clips x 3 crops" in out
+    assert "list the same videos" in out  # SSv2: val.csv is test.csv, and the user is told
     for name in ("config.yaml", "last.pt", "log.csv", "eval.json", "best/adapter.safetensors", "best/adapter.json"):
         assert (work / name).is_file(), name
     assert [int(r["epoch"]) for r in log_rows(work)] == [1, 2]
@@ -57,6 +58,8 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert result["views"] == {"frames": 4, "stride": 2, "clips": 2, "crops": 3}
     assert 0 <= result["top1"] <= result["top5"] <= 100 and "mean_class_accuracy" in result
     assert result["checkpoint"] == str(work / "best")
+    best_epoch = max(log_rows(work), key=lambda r: float(r["val_top1"]))["epoch"]
+    assert result["model_selection"].startswith(f"epoch {best_epoch} of 2: best val top-1")
     spec = json.loads((work / "best" / "adapter.json").read_text())
     assert spec["method"] == "bapat" and spec["labels"][0] == "Approaching something with your camera"
     # the adapter is kilobytes, not the backbone
@@ -79,7 +82,9 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
 
 def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):
     work = tmp_path / "run"
-    assert train(data, work, epochs=1) == 0
+    assert train(data, work, "--eval-every", "0", epochs=1) == 0
+    assert log_rows(work)[0]["val_top1"] == ""
+    assert json.loads((work / "eval.json").read_text())["model_selection"] == "last epoch (1), validation off"
     broken = tmp_path / "broken clip.mp4"
     broken.write_bytes(os.urandom(5000))
     listing = tmp_path / "with_broken.csv"

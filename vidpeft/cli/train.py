@@ -20,7 +20,8 @@ OVERRIDES = {
     "optimizer": ("train.optimizer", str, "sgd or adamw"),
     "accumulation": ("train.accumulation", int, "gradient accumulation steps"),
     "amp": ("train.amp", str, "bf16, fp16 or none (default bf16 on CPU, fp16 on GPU)"),
-    "eval_every": ("train.eval_every", int, "validate every N epochs (the best one is kept)"),
+    "eval_every": ("train.eval_every", int, "validate every N epochs, keeping the best; 0 = no validation, "
+                   "test the last epoch"),
     "seed": ("train.seed", int, "random seed"),
     "drop_path": ("train.drop_path", float, "stochastic depth rate of the backbone"),
     "frames": ("data.frames", int, "frames per clip"),

@@ -136,7 +136,11 @@ def run(cfg: dict) -> dict:
         (work_dir / "log.csv").write_text(",".join(LOG_FIELDS) + "\n", encoding="utf-8")
     writer = _tensorboard(work_dir) if cfg.get("tensorboard") and dist.is_main() else None
 
-    eval_every = int(train_cfg.get("eval_every") or 1)
+    eval_every = int(train_cfg.get("eval_every", 1))  # 0: no validation, the last epoch is tested
+    if eval_every and dist.is_main() and _same_videos(lists["val"], lists["test"]):
+        print(f"warning: {cfg['lists']['val']} and {cfg['lists']['test']} list the same videos (as SSv2 "
+              "releases do): the best epoch is chosen on the test videos. Hold out a validation list "
+              "(--val-list) or test the last epoch (--eval-every 0).")
     for epoch in range(progress["epoch"], epochs):
         started = time.perf_counter()
         loader.sampler.set_epoch(epoch)
@@ -146,7 +150,7 @@ def run(cfg: dict) -> dict:
         progress["step"] += steps_per_epoch
         row = {"epoch": epoch + 1, "step": progress["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss, "skipped_videos": skipped, "val_top1": "", "val_top5": ""}
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs:
+        if eval_every and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             metrics = evaluate(model, val_set, device, amp_context, views_per_batch=batch,
                                num_workers=data_cfg.num_workers)
             row.update(val_top1=metrics["top1"], val_top5=metrics["top5"])
@@ -165,7 +169,11 @@ def run(cfg: dict) -> dict:
                         writer.add_scalar(key, float(row[key]), epoch + 1)
         dist.barrier()
 
-    result = final_test(model, work_dir, lists["test"], cfg, data_cfg, device, amp_context)
+    if not eval_every and dist.is_main():
+        save_adapter(model, work_dir / "best", **spec_updates)
+    selection = (f"epoch {progress['best_epoch']} of {epochs}: best val top-1 ({progress['best_top1']:.2f}%) on "
+                 f"{cfg['lists']['val']}" if eval_every else f"last epoch ({epochs}), validation off")
+    result = final_test(model, work_dir, lists["test"], cfg, data_cfg, device, amp_context, selection)
     dist.shutdown()
     return result
 
@@ -223,23 +231,25 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, amp_context, mi
     return round(dist.mean(total / max(count, 1)), 6), skipped
 
 
-def final_test(model, work_dir: Path, test_samples, cfg: dict, data_cfg, device, amp_context) -> dict:
-    """Score the test list with the best checkpoint (the last one if validation never ran)."""
-    best = work_dir / "best"
-    if (best / "adapter.safetensors").is_file():
-        from safetensors.torch import load_file
+def final_test(model, work_dir: Path, test_samples, cfg: dict, data_cfg, device, amp_context,
+               selection: str) -> dict:
+    """Score the test list with the checkpoint in best/ (the selected epoch)."""
+    from safetensors.torch import load_file
 
-        load_adapter_state(model, load_file(str(best / "adapter.safetensors")), str(best))
-        checkpoint = str(best)
-    else:
-        checkpoint = str(work_dir / "last.pt")
+    best = work_dir / "best"
+    load_adapter_state(model, load_file(str(best / "adapter.safetensors")), str(best))
     test_set = VideoDataset(test_samples, "test", data_cfg, seed=0)
     result = evaluate(model, test_set, device, amp_context, views_per_batch=int(cfg["train"]["batch_size"]),
                       num_workers=data_cfg.num_workers)
-    result.update(checkpoint=checkpoint, list=str(Path(cfg["data_root"]) / cfg["lists"]["test"]))
+    result.update(checkpoint=str(best), model_selection=selection,
+                  list=str(Path(cfg["data_root"]) / cfg["lists"]["test"]))
     if dist.is_main():
         write_eval(work_dir / "eval.json", result)
     return result
+
+
+def _same_videos(a, b) -> bool:
+    return sorted(str(s.path) for s in a) == sorted(str(s.path) for s in b)
 
 
 def _preprocess(data_cfg) -> dict:
