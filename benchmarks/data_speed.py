@@ -9,8 +9,10 @@ prepared Kinetics), encoded with libx264 crf 23 veryfast as vidpeft-prep does. T
 pipeline is the recipe's (`videomae`: random resized crop + RandAugment + random erasing;
 `vpetl`: multi-scale crop). One warm-up batch, then `--batches` batches are timed.
 
-The engine can print the model's training rate next to these numbers: call
-`run(args, model_rate=fn)` where `fn(data_cfg, batch_size) -> clips/s of a training step`.
+Next to them it prints the training step rate of `--backbone` with `--method` (forward,
+backward and AdamW step on random clips of the same shape, bf16 autocast as vidpeft-train
+uses on CPU; `--backbone none` skips it), and each loader rate as a multiple of it: above 1,
+the loader keeps up with the model.
 """
 from __future__ import annotations
 
@@ -81,6 +83,34 @@ def run(args: argparse.Namespace, model_rate: Callable[[DataConfig, int], float]
                 print(f"{decoder:8} {workers:7d} {rate:8.2f}" + (f"  {rate / model:12.2f}" if model else ""), flush=True)
 
 
+def training_rate(backbone: str, method: str, steps: int, batch: int) -> Callable[[DataConfig, int], float]:
+    """clips/s of full training steps of `backbone` + `method` at the data config's clip shape."""
+
+    def rate(cfg: DataConfig, _: int) -> float:
+        import torch.nn.functional as F
+
+        from vidpeft import build_model
+
+        model = build_model(backbone, method, num_classes=400).train()
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        clips = torch.randn(batch, 3, cfg.frames, cfg.input_size, cfg.input_size)
+        labels = torch.zeros(batch, dtype=torch.long)
+        timings = []
+        for _ in range(steps + 1):  # the first step warms up
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(clips), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            timings.append(time.perf_counter() - start)
+        print(f"model: {backbone} + {method}, batch {batch}, median of {steps} steps "
+              f"{float(np.median(timings[1:])):.2f} s/step")
+        return batch / float(np.median(timings[1:]))
+
+    return rate
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=6)
@@ -94,7 +124,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=4, help="timed batches per setting")
     parser.add_argument("--workers", default="0,1,2", help="comma-separated loader worker counts")
     parser.add_argument("--decoders", default="decord,pyav")
-    run(parser.parse_args(argv))
+    parser.add_argument("--backbone", default="videomae-b", help="model whose step rate is shown ('none': skip)")
+    parser.add_argument("--method", default="adaptformer", help="PEFT method of that model")
+    parser.add_argument("--model-batch", type=int, default=1, help="clips per timed model step")
+    parser.add_argument("--model-steps", type=int, default=2, help="timed model steps (after one warm-up)")
+    args = parser.parse_args(argv)
+    model = None if args.backbone == "none" else training_rate(args.backbone, args.method, args.model_steps,
+                                                               args.model_batch)
+    run(args, model_rate=model)
 
 
 if __name__ == "__main__":

@@ -265,3 +265,13 @@ def test_adapter_without_checkpoint_rebuilds_the_same_frozen_weights(tmp_path):
     torch.manual_seed(123)  # the global RNG state must not matter
     with torch.no_grad():
         assert torch.equal(vidpeft.load_adapter(tmp_path).eval()(clip()), expected)
+
+
+@pytest.mark.parametrize("method", ["lora", "bapat", "prefix"])
+def test_load_report_lists_method_tensors_apart_from_missing_keys(pretrained, method):
+    backbone, path, _ = pretrained
+    model = vidpeft.build_model(backbone, method, NUM_CLASSES)
+    report = vidpeft.load_pretrained(model, path)
+    added = sorted(canonical_key(n) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head."))
+    assert report.missing == [] and report.added == added
+    assert f"added by the method, initialised by it ({len(added)} tensors)" in str(report)

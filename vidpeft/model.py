@@ -56,7 +56,10 @@ def build_model(
             torch.manual_seed(seed)
         model = factory(num_classes=num_classes, **(backbone_options or {}))
         model.requires_grad_(False)
+        backbone_keys = {canonical_key(k) for k in model.state_dict()}
         spec_method.attach(model, cfg)
+    # what the method added: load reports list these apart from keys a checkpoint lacks
+    model.vidpeft_added = sorted(k for k in map(canonical_key, model.state_dict()) if k not in backbone_keys)
     model.head.requires_grad_(True)
     model.vidpeft_spec = ModelSpec(backbone, method, num_classes, _jsonable(asdict(cfg)),
                                    dict(backbone_options or {}), labels, seed)
@@ -155,7 +158,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
             else:
                 params[key].copy_(value)
                 report.loaded.append(key)
-    report.missing = sorted(k for k in params if k not in tensors)
+    report.added = list(getattr(model, "vidpeft_added", []))
+    report.missing = sorted(k for k in params if k not in tensors and k not in report.added)
     return report
 
 

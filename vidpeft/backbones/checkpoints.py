@@ -32,6 +32,7 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # a method's own tensors: no checkpoint has them
 
     def __str__(self) -> str:
         lines = [f"{self.path}: {self.format} checkpoint, {len(self.loaded)} tensors loaded"]
@@ -39,6 +40,8 @@ class LoadReport:
             keys = getattr(self, name)
             if keys:
                 lines.append(f"  {name} ({len(keys)}): {', '.join(keys)}")
+        if self.added:
+            lines.append(f"  added by the method, initialised by it ({len(self.added)} tensors)")
         return "\n".join(lines)
 
 
@@ -262,7 +265,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
         reset_head(model)
     model.load_state_dict(to_load, strict=False)
     taken = set(report.loaded) | set(report.reinitialised)
-    report.missing = [k for k in by_canonical if k not in taken]
+    report.added = list(getattr(model, "vidpeft_added", []))
+    report.missing = [k for k in by_canonical if k not in taken and k not in report.added]
     for keys in (report.loaded, report.missing, report.unexpected, report.reinitialised):
         keys.sort()
     return report
