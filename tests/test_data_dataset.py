@@ -11,13 +11,7 @@ from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 SIZE = 48
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensor ops run fastest on one thread (what DataLoader workers use) on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

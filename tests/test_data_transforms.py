@@ -15,13 +15,7 @@ from vidpeft.data.transforms import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensor ops run fastest on one thread (what DataLoader workers use) on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ramp_clip(frames: int = 4, height: int = 96, width: int = 128) -> torch.Tensor:

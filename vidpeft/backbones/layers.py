@@ -74,3 +74,38 @@ def run_blocks(blocks, x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
         else:
             x = blk(x)
     return x
+
+
+def init_linear(m: nn.Module) -> None:
+    """Truncated-normal (std 0.02) Linear weights and zero biases, as both official releases."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class VideoClassifier(nn.Module):
+    """What both families share around `forward_features`: the head and the checkpointing switch.
+
+    Subclasses set `num_features`, `head_drop`, `head` and `grad_checkpointing`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_drop(self.forward_features(x)))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        self.head = nn.Linear(self.num_features, num_classes).to(self.head.weight)
+        init_linear(self.head)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+
+def size_factory(cls: type[nn.Module], sizes: dict[str, dict], size: str, name: str, doc: str):
+    """A registry factory `build(num_classes, **kwargs)` for one size of a family."""
+
+    def build(num_classes: int = 400, **kwargs) -> nn.Module:
+        return cls(num_classes=num_classes, **{**sizes[size], **kwargs})
+
+    build.__name__ = name
+    build.__doc__ = f"{doc}: {sizes[size]}"
+    return build

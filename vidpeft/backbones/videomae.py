@@ -9,7 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidpeft.backbones.layers import DropPath, Mlp, check_divisible, prefix_kv, run_blocks, stochastic_depth_rates
+from vidpeft.backbones.layers import (
+    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks, size_factory,
+    stochastic_depth_rates,
+)
 
 
 def sincos_table(num_tokens: int, dim: int) -> torch.Tensor:
@@ -74,7 +77,7 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class VideoMAE(nn.Module):
+class VideoMAE(VideoClassifier):
     """ViT encoder with mean pooling -> fc_norm -> head, as fine-tuned in VideoMAE."""
 
     family = "videomae"
@@ -123,23 +126,10 @@ class VideoMAE(nn.Module):
         x = run_blocks(self.blocks, x, self.grad_checkpointing)
         return self.fc_norm(x.mean(1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_drop(self.forward_features(x)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes).to(self.fc_norm.weight)
-        _init_weights(self.head)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
 
 def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
+    init_linear(m)
+    if isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
     elif isinstance(m, nn.Conv3d):
@@ -158,9 +148,5 @@ SIZES = {
 
 
 def factory(size: str):
-    def build(num_classes: int = 400, **kwargs) -> VideoMAE:
-        return VideoMAE(num_classes=num_classes, **{**SIZES[size], **kwargs})
-
-    build.__name__ = f"videomae_{size}"
-    build.__doc__ = f"VideoMAE ViT-{size.upper()}/16, tubelet 2: {SIZES[size]}"
-    return build
+    doc = f"VideoMAE ViT-{size.upper()}/16, tubelet 2"
+    return size_factory(VideoMAE, SIZES, size, f"videomae_{size}", doc)

@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidpeft.backbones.layers import DropPath, Mlp, check_divisible, prefix_kv, run_blocks, stochastic_depth_rates
+from vidpeft.backbones.layers import (
+    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks, size_factory,
+    stochastic_depth_rates,
+)
 
 Size3 = tuple[int, int, int]
 
@@ -168,7 +171,7 @@ class Stage(nn.Module):
         self.downsample = downsample
 
 
-class VideoSwin(nn.Module):
+class VideoSwin(VideoClassifier):
     """Swin3D: patch embed -> 4 stages (patch merging between) -> norm -> mean -> dropout -> head."""
 
     family = "videoswin"
@@ -205,7 +208,7 @@ class VideoSwin(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes)
         self.token_grid: tuple[int, int, int] | None = None
         self.grad_checkpointing = False
-        self.apply(_init_weights)
+        self.apply(init_linear)
 
     @property
     def blocks(self) -> list[SwinBlock3d]:
@@ -222,22 +225,6 @@ class VideoSwin(nn.Module):
                 x = stage.downsample(x)
         return self.norm(x).mean(dim=(1, 2, 3))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_drop(self.forward_features(x)))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes).to(self.norm.weight)
-        _init_weights(self.head)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
 
 
 SIZES = {
@@ -250,9 +237,5 @@ SIZES = {
 
 
 def factory(size: str):
-    def build(num_classes: int = 400, **kwargs) -> VideoSwin:
-        return VideoSwin(num_classes=num_classes, **{**SIZES[size], **kwargs})
-
-    build.__name__ = f"videoswin_{size}"
-    build.__doc__ = f"Video Swin-{size.upper()}, patch (2,4,4), window (8,7,7): {SIZES[size]}"
-    return build
+    doc = f"Video Swin-{size.upper()}, patch (2,4,4), window (8,7,7)"
+    return size_factory(VideoSwin, SIZES, size, f"videoswin_{size}", doc)
