@@ -78,6 +78,12 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
     labels = (data / "labels.txt").read_text().splitlines()
     assert all(labels[p["label_id"]] == p["label"] for p in prediction["predictions"])
+    missing = tmp_path / "no such clip.mp4"
+    assert predict_cli.main([str(video), str(missing), "--work-dir", str(work)]) == 1
+    captured = capsys.readouterr()
+    assert str(video) in captured.out and labels[prediction["predictions"][0]["label_id"]] in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(missing) in errors[0]
 
 
 def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):

@@ -44,7 +44,7 @@ def score(args: argparse.Namespace) -> dict:
     from ..data import VideoDataset, read_annotations
     from ..engine import distributed as dist
     from ..engine.evaluate import evaluate, write_eval
-    from ..engine.inference import checkpoint_dir, load_run
+    from ..engine.inference import checkpoint_dir, load_run, run_dir
     from ..engine.train import autocast
 
     device = dist.init()
@@ -60,8 +60,7 @@ def score(args: argparse.Namespace) -> dict:
                       num_workers=data_cfg.num_workers)
     result.update(checkpoint=str(checkpoint_dir(work_dir)), list=str(list_file))
     if dist.is_main():
-        run_dir = work_dir if (work_dir / "config.yaml").is_file() else work_dir.parent
-        out = Path(args.out) if args.out else run_dir / "eval.json"
+        out = Path(args.out) if args.out else run_dir(work_dir) / "eval.json"
         write_eval(out, result)
     dist.shutdown()
     return result

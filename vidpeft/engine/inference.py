@@ -17,11 +17,15 @@ def checkpoint_dir(work_dir: Path) -> Path:
     raise FileNotFoundError(f"{work_dir}: no best/adapter.json; is this a finished vidpeft-train work dir?")
 
 
+def run_dir(work_dir: Path) -> Path:
+    """The work dir itself, or the run holding it when given its best/."""
+    return work_dir if (work_dir / "config.yaml").is_file() else work_dir.parent
+
+
 def load_run(work_dir: str | Path, pretrained: str | None = None, data_overrides: dict | None = None):
     """(model in eval mode, resolved config, DataConfig) of the run in `work_dir`."""
     work_dir = Path(work_dir)
-    run_dir = work_dir if (work_dir / "config.yaml").is_file() else work_dir.parent
-    cfg = read_yaml(run_dir / "config.yaml")
+    cfg = read_yaml(run_dir(work_dir) / "config.yaml")
     for key, value in (data_overrides or {}).items():
         if value is not None:
             section, name = key.split(".")
