@@ -186,3 +186,19 @@ def test_torchrun_two_processes_train_and_score_each_video_once(data, tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     one, both = (json.loads((tmp_path / n).read_text()) for n in ("one.json", "two.json"))
     assert one == both and one["videos"] == 8
+
+
+def test_videomae_recipe_trains_with_its_augmentations(data, tmp_path):
+    """RandAugment, random resized crop, random erasing, mixup/cutmix, label smoothing, layer decay."""
+    work = tmp_path / "mae"
+    assert train_cli.main(["--backbone", "videoswin-micro", "--method", "lora", "--data", str(data),
+                           "--work-dir", str(work), "--recipe", "videomae", "--epochs", "1", "--frames", "4",
+                           "--input-size", "32", "--num-workers", "0", "--batch-size", "4", "--clips", "1",
+                           "--crops", "1", "--warmup-epochs", "0"]) == 0
+    import yaml
+
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    assert cfg["data"]["randaugment"] and cfg["data"]["train_crop"] == "random_resized"
+    assert cfg["data"]["sampling"] == "segment" and cfg["data"]["flip"] is False  # SSv2 settings
+    assert cfg["train"]["mixup"] > 0 and cfg["train"]["layer_decay"] < 1 and cfg["train"]["optimizer"] == "adamw"
+    assert float(log_rows(work)[0]["train_loss"]) > 0
