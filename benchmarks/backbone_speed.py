@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 import time
+
+from vidpeft.bench.measure import current_rss_mb, peak_rss_mb, run_fresh
 
 IMPLEMENTATIONS = {
     "vit": ("vidpeft videomae-b", "transformers VideoMAE (sdpa)"),
@@ -52,12 +51,6 @@ def build(impl: str, frames: int, size: int):
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
 def worker(impl: str, frames: int, size: int, batch: int, repeats: int) -> dict:
     import torch
 
@@ -76,16 +69,14 @@ def worker(impl: str, frames: int, size: int, batch: int, repeats: int) -> dict:
         if i:
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = peak_rss_mb()
     return {"impl": impl, "seconds": min(wall), "cpu_seconds": min(cpu), "peak_mb": peak,
             "baseline_mb": baseline, "threads": torch.get_num_threads()}
 
 
 def measure(impl: str, frames: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", impl, "--frames", str(frames), "--size", str(args.size),
-           "--batch", str(args.batch), "--repeats", str(args.repeats)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_fresh(__file__, ["--worker", impl, "--frames", str(frames), "--size", str(args.size),
+                                "--batch", str(args.batch), "--repeats", str(args.repeats)])
 
 
 def main(argv: list[str] | None = None) -> None:

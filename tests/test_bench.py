@@ -1,0 +1,107 @@
+"""vidpeft-bench --quick, run once as a user would: table, bench.json and bench.png for every
+method on both micro backbones. No timing assertions: only what does not depend on load."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+METHODS = ["full", "linear", "bitfit", "lora", "adaptformer", "prefix", "bapat"]
+BACKBONES = ["videomae-micro", "videoswin-micro"]
+
+
+def bench_command() -> list[str]:
+    script = shutil.which("vidpeft-bench", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "vidpeft.cli.bench"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([*bench_command(), "--quick", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads((out / "bench.json").read_text()), out / "bench.png"
+
+
+def by_case(run: dict) -> dict[tuple[str, str, str], dict]:
+    return {(r["case"]["backbone"], r["case"]["method"], r["case"]["impl"]): r for r in run["results"]}
+
+
+def test_every_method_and_backbone_is_measured(quick_run):
+    stdout, run, _ = quick_run
+    results = by_case(run)
+    expected = {(b, m, "vidpeft") for b in BACKBONES for m in METHODS} | {
+        ("videomae-micro", "lora", "transformers+peft")}
+    assert set(results) == expected
+    assert not [r for r in run["results"] if "error" in r]
+    for backbone, method, _ in expected:
+        assert f"| {backbone} | {method}" in stdout
+    assert "| videomae-micro | lora (transformers+peft) |" in stdout
+    assert "load average" in stdout
+
+
+def test_fields_are_sane(quick_run):
+    _, run, _ = quick_run
+    for (backbone, method, impl), r in by_case(run).items():
+        assert r["step"]["median_s"] > 0 and r["infer"]["median_s"] > 0
+        assert r["peak_mb"] >= r["built_mb"] > 0
+        # the optimiser holds exactly the trainable tensors, with AdamW's two moments each
+        assert r["optimizer_params"] == r["trainable_with_head"]
+        assert r["optimizer_state"] == 2 * r["trainable_with_head"]
+        # nothing is kept for backward below the first module holding a trainable tensor
+        assert r["saved_below_mb"] == 0
+        assert r["adapter_bytes"] >= 4 * r["trainable_with_head"]
+        if impl == "vidpeft":
+            assert r["vs_full"]["peak"] == pytest.approx(r["peak_mb"] / by_case(run)[(backbone, "full", impl)]["peak_mb"])
+        if method == "linear":
+            assert r["trainable"] == 0
+        else:
+            assert r["trainable"] > 0
+
+
+def test_peft_methods_cost_less_than_full_where_it_does_not_depend_on_load(quick_run):
+    _, run, _ = quick_run
+    results = by_case(run)
+    for backbone in BACKBONES:
+        full = results[(backbone, "full", "vidpeft")]
+        assert full["vs_full"] == pytest.approx({k: 1.0 for k in full["vs_full"]})
+        for method in METHODS[1:]:
+            r = results[(backbone, method, "vidpeft")]
+            assert r["trainable"] < full["trainable"]
+            assert r["adapter_bytes"] < full["adapter_bytes"]
+            assert r["saved_mb"] < full["saved_mb"]
+
+
+def test_comparisons(quick_run):
+    _, run, _ = quick_run
+    results = by_case(run)
+    ours, theirs = results[("videomae-micro", "lora", "vidpeft")], results[("videomae-micro", "lora", "transformers+peft")]
+    assert ours["trainable"] == theirs["trainable"]  # same rank and targets
+    [peft] = run["comparisons"]["vs_transformers_peft"]
+    assert peft["backbone"] == "videomae-micro" and peft["peak"] > 0 and peft["step"] > 0
+    merged = {m["backbone"]: m for m in run["comparisons"]["merged_lora"]}
+    assert set(merged) == set(BACKBONES)
+    for m in merged.values():
+        assert m["max_abs_diff"] < 1e-4 and m["ratio"] > 0
+
+
+def test_plot_is_a_png_with_a_panel_per_backbone(quick_run):
+    _, _, png = quick_run
+    import matplotlib.image
+
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width = matplotlib.image.imread(png).shape[:2]
+    assert width > height > 200
+
+
+def test_unknown_method_is_a_one_line_error(tmp_path):
+    proc = subprocess.run([*bench_command(), "--method", "nope", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr
+    assert not (tmp_path / "bench.json").exists()

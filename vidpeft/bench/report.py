@@ -1,0 +1,140 @@
+"""Ratios to full fine-tuning, the Markdown tables and the plot of a vidpeft-bench run."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from .worker import HF_PEFT
+
+MB = 2**20
+
+
+def reference(results: list[dict], backbone: str) -> dict | None:
+    """The full fine-tuning result of `backbone` in this run, if it was measured."""
+    return next((r for r in results if "error" not in r and r["case"]["impl"] == "vidpeft"
+                 and r["case"]["backbone"] == backbone and r["case"]["method"] == "full"), None)
+
+
+def add_ratios(results: list[dict]) -> None:
+    """Each result's figures as ratios to full fine-tuning of its backbone, measured in the same run."""
+    for r in results:
+        full = reference(results, r["case"]["backbone"])
+        if "error" in r or full is None:
+            continue
+        r["vs_full"] = {
+            "trainable": r["trainable"] / full["trainable"],
+            "peak": r["peak_mb"] / full["peak_mb"],
+            "train_increment": increment(r) / increment(full),
+            "step": r["step"]["median_s"] / full["step"]["median_s"],
+            "infer": r["infer"]["median_s"] / full["infer"]["median_s"],
+            "adapter": r["adapter_bytes"] / full["adapter_bytes"],
+        }
+
+
+def increment(r: dict) -> float:
+    """What training adds to the built model: peak memory minus memory after building it."""
+    return r["peak_mb"] - r["built_mb"]
+
+
+def comparisons(results: list[dict]) -> dict:
+    """Our VideoMAE + LoRA against transformers + peft, and merged LoRA against the plain backbone."""
+    out: dict = {"vs_transformers_peft": [], "merged_lora": []}
+    ok = [r for r in results if "error" not in r]
+    for ours in (r for r in ok if r["case"]["impl"] == "vidpeft" and r["case"]["method"] == "lora"):
+        name = ours["case"]["backbone"]
+        theirs = next((r for r in ok if r["case"]["impl"] == HF_PEFT and r["case"]["backbone"] == name), None)
+        if theirs is not None:
+            out["vs_transformers_peft"].append({
+                "backbone": name, "step": ours["step"]["median_s"] / theirs["step"]["median_s"],
+                "step_cpu": ours["step"]["cpu_s"] / theirs["step"]["cpu_s"],
+                "peak": ours["peak_mb"] / theirs["peak_mb"],
+                "train_increment": increment(ours) / increment(theirs),
+                "saved": ours["saved_mb"] / theirs["saved_mb"]})
+        merge = ours["merge"]
+        out["merged_lora"].append({"backbone": name, **merge, "ratio": merge["merged_s"] / merge["plain_s"]})
+    return out
+
+
+def label(r: dict) -> str:
+    return "lora (transformers+peft)" if r["case"]["impl"] == HF_PEFT else r["case"]["method"]
+
+
+def markdown(run: dict) -> str:
+    """The tables printed on stdout (and shown in the README)."""
+    results, comp = run["results"], run["comparisons"]
+    lines = [
+        f"`{run['command']}`",
+        "",
+        "input " + "; ".join(f"{b} {shape}" for b, shape in run["input"].items()) + f", {run['device']}, {run['threads']} threads, torch {run['torch']}, "
+        f"load average {run['load_before'][0]:.2f} before / {run['load_after'][0]:.2f} after "
+        f"({run['cpus']} CPUs); times are medians of {run['repeats']} after {1 + run['warmup']} warm-up; "
+        f"peak = {run['memory']}; ×full = ratio to full fine-tuning in this run",
+        "",
+        "| backbone | method | trainable | adapter | built MB | peak MB | training adds MB | saved act. MB "
+        "| step s | infer s | peak ×full | step ×full | infer ×full |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['case']['backbone']} | {label(r)} | failed: {r['error']} |")
+            continue
+        v = r.get("vs_full", {})
+        ratio = (lambda k: f"{v[k]:.2f}" if k in v else "–")
+        lines.append(
+            f"| {r['case']['backbone']} | {label(r)} | {r['trainable']:,} | {human_bytes(r['adapter_bytes'])} "
+            f"| {r['built_mb']:.0f} | {r['peak_mb']:.0f} | {increment(r):.0f} | {r['saved_mb']:.1f} "
+            f"| {r['step']['median_s']:.3f} | {r['infer']['median_s']:.3f} "
+            f"| {ratio('peak')} | {ratio('step')} | {ratio('infer')} |")
+    for c in comp["vs_transformers_peft"]:
+        lines += ["", f"{c['backbone']} + LoRA, vidpeft / transformers+peft: step time {c['step']:.2f}× "
+                      f"(CPU time {c['step_cpu']:.2f}×), peak memory {c['peak']:.2f}× "
+                      f"(training adds {c['train_increment']:.2f}×), saved activations {c['saved']:.2f}×"]
+    for m in comp["merged_lora"]:
+        lines += ["", f"{m['backbone']} merged LoRA inference {m['merged_s']:.3f} s vs plain backbone "
+                      f"{m['plain_s']:.3f} s: {m['ratio']:.2f}× (max |logit change| from merging "
+                      f"{m['max_abs_diff']:.1e})"]
+    return "\n".join(lines)
+
+
+def human_bytes(n: int) -> str:
+    return f"{n / MB:.1f} MB" if n >= 100 * 1024 else f"{n / 1024:.0f} KB"
+
+
+def plot(run: dict, path: Path) -> None:
+    """Peak memory and step time of every method relative to full fine-tuning, a panel per backbone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backbones = list(dict.fromkeys(r["case"]["backbone"] for r in run["results"]))
+    fig, axes = plt.subplots(1, len(backbones), figsize=(6.5 * len(backbones), 4.2), squeeze=False)
+    for ax, backbone in zip(axes[0], backbones):
+        rows = [r for r in run["results"] if r["case"]["backbone"] == backbone and "vs_full" in r]
+        xs = range(len(rows))
+        top = 1.0
+        for offset, key, name, color in ((-0.2, "peak", "peak memory", "#4c72b0"),
+                                         (0.2, "step", "training step time", "#dd8452")):
+            values = [r["vs_full"][key] for r in rows]
+            bars = ax.bar([x + offset for x in xs], values, 0.4, label=name, color=color)
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+            top = max([top, *values])
+        ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xticks(list(xs), [label(r).replace(" (", "\n(") for r in rows], fontsize=8, rotation=30, ha="right")
+        ax.set_ylabel("relative to full fine-tuning")
+        ax.set_title(f"{backbone}, {run['input'][backbone]}", fontsize=10)
+        ax.legend(fontsize=8, loc="upper right", ncol=2)
+    fig.suptitle(f"vidpeft-bench ({run['device']}, load average {run['load_before'][0]:.1f})", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

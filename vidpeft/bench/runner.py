@@ -1,0 +1,60 @@
+"""Run every case in a fresh worker process, record failures and go on, collect one run."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+
+from . import report
+from .measure import load_average, run_fresh
+from .worker import HF_PEFT, Case
+
+WORKER = "vidpeft.bench.worker"
+
+
+def cases_for(backbones: list[str], methods: list[str], compare_peft: bool, frames: dict[str, int],
+              lora_options: dict, **common) -> list[Case]:
+    """Full fine-tuning first (every ratio needs it), then the methods; transformers + peft right
+    after our LoRA on VideoMAE so the pair runs under the same load."""
+    ordered = (["full"] if "full" in methods else []) + [m for m in methods if m != "full"]
+    cases = []
+    for backbone in backbones:
+        for method in ordered:
+            options = lora_options if method == "lora" else {}
+            cases.append(Case(backbone, method, frames[backbone], options=options, **common))
+            if method == "lora" and compare_peft and backbone.startswith("videomae"):
+                cases.append(Case(backbone, "lora", frames[backbone], impl=HF_PEFT, options=options, **common))
+    return cases
+
+
+def run(cases: list[Case], command: str, timeout: float | None = None) -> dict:
+    import torch
+
+    first = cases[0]
+    load_before = load_average()
+    results = []
+    for i, case in enumerate(cases, 1):
+        name = f"{case.backbone} {case.method}" + (f" ({case.impl})" if case.impl != "vidpeft" else "")
+        print(f"[{i}/{len(cases)}] {name} ({time.strftime('%H:%M:%S')}) ...", file=sys.stderr, flush=True)
+        try:
+            results.append(run_fresh(WORKER, ["--json", json.dumps(asdict(case))], timeout))
+        except Exception as error:  # noqa: BLE001 - a failed case is recorded; the others still run
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            print(f"  failed: {message}", file=sys.stderr, flush=True)
+            results.append({"case": asdict(case), "error": message})
+    report.add_ratios(results)
+    return {
+        "command": command, "input": {c.backbone: input_shape(c) for c in cases},
+        "device": first.device, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "torch": torch.__version__, "warmup": first.warmup, "repeats": first.repeats,
+        "grad_checkpointing": first.grad_checkpointing,
+        "memory": "CUDA max allocated" if first.device.startswith("cuda") else "process max RSS",
+        "load_before": load_before, "load_after": load_average(),
+        "results": results, "comparisons": report.comparisons(results),
+    }
+
+
+def input_shape(case: Case) -> str:
+    return f"batch {case.batch} x 3 x {case.frames} x {case.size} x {case.size}"

@@ -1,0 +1,225 @@
+"""One benchmark case in this process: `python -m vidpeft.bench.worker --json '{...}'`.
+
+Prints one JSON line: parameters, resident memory after building the model and at its peak,
+bytes autograd saved for backward (and how many of them were saved below the first module
+holding a trainable tensor), median training-step and inference times, the adapter
+checkpoint's size, and for LoRA the merged model's inference time against the plain backbone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .measure import current_rss_mb, peak_rss_mb, timed
+
+HF_PEFT = "transformers+peft"
+
+
+@dataclass
+class Case:
+    """What to measure; `impl` is "vidpeft" or "transformers+peft" (VideoMAE + peft LoRA)."""
+
+    backbone: str
+    method: str
+    frames: int
+    size: int = 224
+    batch: int = 1
+    impl: str = "vidpeft"
+    options: dict = field(default_factory=dict)
+    num_classes: int = 174
+    grad_checkpointing: bool = False
+    warmup: int = 0  # untimed training steps after the first one (which always runs untimed)
+    repeats: int = 3
+    device: str = "cpu"
+
+
+@dataclass
+class Built:
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    trainable: int  # excluding the head
+    boundary: nn.Module | None  # first module in forward order holding a trainable tensor
+    save: Callable[[str], str]  # writes the adapter checkpoint into a directory, returns the file
+
+
+def build_vidpeft(case: Case) -> Built:
+    from vidpeft.methods import blocks
+    from vidpeft.model import ADAPTER_WEIGHTS, build_model, count_parameters, save_adapter
+
+    model = build_model(case.backbone, case.method, case.num_classes, seed=0, **case.options)
+    model.set_grad_checkpointing(case.grad_checkpointing)
+    order = [model.patch_embed, *blocks(model), model.head]
+    boundary = next(m for m in order if any(p.requires_grad for p in m.parameters()))
+
+    def save(directory: str) -> str:
+        save_adapter(model, directory)
+        return os.path.join(directory, ADAPTER_WEIGHTS)
+
+    return Built(model, model, count_parameters(model)["trainable"], boundary, save)
+
+
+def build_hf_peft(case: Case) -> Built:
+    """transformers' VideoMAEForVideoClassification (random weights, SDPA) + peft LoRA on query
+    and value with the same rank and alpha, sized like the vidpeft backbone of the case."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+    from vidpeft.backbones.videomae import SIZES
+
+    size = SIZES[case.backbone.split("-", 1)[1]]
+    config = VideoMAEConfig(num_frames=case.frames, image_size=case.size, num_labels=case.num_classes,
+                            hidden_size=size["embed_dim"], num_hidden_layers=size["depth"],
+                            num_attention_heads=size["num_heads"], intermediate_size=4 * size["embed_dim"],
+                            attn_implementation="sdpa")
+    torch.manual_seed(0)
+    lora = LoraConfig(r=case.options.get("rank", 16), lora_alpha=case.options.get("alpha", 16),
+                      target_modules=["query", "value"], lora_dropout=0.0, modules_to_save=["classifier"])
+    model = get_peft_model(VideoMAEForVideoClassification(config), lora)
+    if case.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    head = {id(p) for n, p in model.named_parameters() if "classifier" in n}
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in head)
+
+    def save(directory: str) -> str:
+        model.save_pretrained(directory)
+        return os.path.join(directory, "adapter_model.safetensors")
+
+    return Built(model, lambda x: model(pixel_values=x.transpose(1, 2)).logits, trainable, None, save)
+
+
+class SavedTensors:
+    """Counts the bytes autograd saves for backward (parameters excluded, storages counted once),
+    and the part saved before `boundary` runs: activations nothing trainable needs."""
+
+    def __init__(self, model: nn.Module, boundary: nn.Module | None) -> None:
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.seen: set[int] = set()
+        self.total = self.below = 0
+        self.reached = boundary is None
+        self.handle = boundary.register_forward_pre_hook(self._reach) if boundary is not None else None
+
+    def _reach(self, *_) -> None:
+        self.reached = True
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self.params and ptr not in self.seen:
+            self.seen.add(ptr)
+            self.total += storage.nbytes()
+            if not self.reached:
+                self.below += storage.nbytes()
+        return t
+
+    def close(self) -> dict[str, float]:
+        if self.handle is not None:
+            self.handle.remove()
+        return {"saved_mb": self.total / 2**20, "saved_below_mb": self.below / 2**20}
+
+
+def measure(case: Case) -> dict:
+    from vidpeft.engine.optim import build_optimizer
+
+    device = torch.device(case.device)
+    cuda = device.type == "cuda"
+    rss_start = current_rss_mb()
+    built = build_hf_peft(case) if case.impl == HF_PEFT else build_vidpeft(case)
+    model = built.model.to(device).train()
+    trainable_tensors = [p for p in model.parameters() if p.requires_grad]
+    if case.impl == HF_PEFT:
+        optimizer = torch.optim.AdamW(trainable_tensors, lr=1e-4, weight_decay=0.05)
+    else:  # the engine's own optimiser, so the benchmark checks what training uses
+        optimizer = build_optimizer(model, {"optimizer": "adamw", "weight_decay": 0.05}, lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(case.batch, 3, case.frames, case.size, case.size, generator=generator).to(device)
+    y = torch.randint(0, case.num_classes, (case.batch,), generator=generator).to(device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    rss_built = current_rss_mb()
+    cuda_built = torch.cuda.memory_allocated() / 2**20 if cuda else None
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(built.forward(x), y).backward()
+        optimizer.step()
+        sync()
+
+    saved = SavedTensors(model, built.boundary)
+    with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
+        step()  # the first step also creates the optimiser state
+    saved_info = saved.close()
+    step_time = timed(step, case.warmup, case.repeats)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()
+    optimizer_tensors = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+    optimizer_state = sum(t.numel() for s in optimizer.state.values() for t in s.values()
+                          if torch.is_tensor(t) and t.ndim > 0)
+
+    model.eval()
+
+    def infer() -> None:
+        with torch.no_grad():
+            built.forward(x)
+        sync()
+
+    infer_time = timed(infer, 1, case.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter_bytes = os.path.getsize(built.save(tmp))
+    result = {
+        "case": case.__dict__, "threads": torch.get_num_threads(),
+        "trainable": built.trainable, "trainable_with_head": sum(p.numel() for p in trainable_tensors),
+        "optimizer_params": optimizer_tensors, "optimizer_state": optimizer_state,
+        "rss_start_mb": rss_start, "built_mb": cuda_built if cuda else rss_built, "peak_mb": peak,
+        "memory": "cuda_max_allocated" if cuda else "max_rss",
+        **saved_info, "step": step_time, "infer": infer_time, "adapter_bytes": adapter_bytes,
+    }
+    if case.impl != HF_PEFT and case.method == "lora":
+        result["merge"] = merged_vs_plain(case, model, x)
+    return result
+
+
+def merged_vs_plain(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
+    """Inference of the LoRA model merged (vidpeft.merge_lora) against the plain backbone,
+    alternated in this process so both see the same load."""
+    from vidpeft.methods import merge_lora
+    from vidpeft.model import build_model
+
+    with torch.no_grad():
+        before = model(x)
+        merge_lora(model)
+        after = model(x)
+    plain = build_model(case.backbone, "linear", case.num_classes, seed=0).to(x.device).eval()
+    merged_t, plain_t = [], []
+    for i in range(1 + case.repeats):  # the first round warms both up; the order alternates
+        pair = ((model, merged_t), (plain, plain_t))
+        for net, times in pair[::-1] if i % 2 else pair:
+            t = timed(lambda: _no_grad(net, x), 0, 1)["median_s"]
+            if i:
+                times.append(t)
+    return {"merged_s": statistics.median(merged_t), "plain_s": statistics.median(plain_t),
+            "max_abs_diff": (before - after).abs().max().item()}
+
+
+def _no_grad(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--json", required=True, help="the Case as a JSON object")
+    case = Case(**json.loads(parser.parse_args(argv).json))
+    print(json.dumps(measure(case)))
+
+
+if __name__ == "__main__":
+    main()
