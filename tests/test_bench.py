@@ -74,7 +74,10 @@ def test_peft_methods_cost_less_than_full_where_it_does_not_depend_on_load(quick
             r = results[(backbone, method, "vidpeft")]
             assert r["trainable"] < full["trainable"]
             assert r["adapter_bytes"] < full["adapter_bytes"]
-            assert r["saved_mb"] < full["saved_mb"]
+            # on micro backbones prefix/BAPAT hidden layers (128) are wider than the blocks (16-128),
+            # so only the methods that add no wide layer must keep fewer activations than full
+            if method in ("linear", "bitfit", "lora", "adaptformer"):
+                assert r["saved_mb"] < full["saved_mb"]
 
 
 def test_comparisons(quick_run):
