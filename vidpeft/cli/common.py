@@ -14,6 +14,7 @@ METHOD_OPTIONS = {
     "rank": (int, "LoRA rank (default 16)"),
     "alpha": (float, "LoRA alpha; scale = alpha / rank (default 16)"),
     "targets": (str, "LoRA target slices, comma-separated among q,k,v (default q,v)"),
+    "dropout": (float, "LoRA dropout on the update's input (default 0)"),
     "prefix_length": (int, "prefix-tuning: number of key/value tokens L (default 16)"),
     "prefix_hidden": (int, "prefix-tuning: hidden width m of the prefix MLP (default 128)"),
     "rel_pos_tables": (str, "BitFit: also train Swin's relative position tables (true/false, default true)"),
