@@ -13,6 +13,7 @@ from torch import nn
 from .backbones import BACKBONES
 from .backbones.checkpoints import LoadReport
 from .backbones.checkpoints import load_pretrained as load_checkpoint
+from .fileio import write_atomic
 from .methods import METHODS, canonical_key
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -111,16 +112,9 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, **spec_updates)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in adapter_state_dict(model).items()}
-    _write_atomic(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
-    _write_atomic(directory / ADAPTER_CONFIG,
-                  lambda tmp: tmp.write_text(json.dumps(asdict(spec), indent=2), encoding="utf-8"))
+    write_atomic(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
+    write_atomic(directory / ADAPTER_CONFIG, json.dumps(asdict(spec), indent=2))
     return directory
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def read_spec(directory: str | os.PathLike) -> ModelSpec:
@@ -134,8 +128,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     """Load backbone weights: any checkpoint format vidpeft.backbones.checkpoints recognises, or a
     vidpeft work dir / its best/ from full fine-tuning (its backbone, not its head)."""
     path = Path(path)
-    run = path / "best" if (path / "best" / ADAPTER_CONFIG).is_file() else path
-    if not (run / ADAPTER_CONFIG).is_file():
+    run = adapter_dir(path)
+    if run is None:
         return load_checkpoint(model, path)
     spec = read_spec(run)
     if spec.method != "full":
@@ -178,5 +172,15 @@ def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | N
         load_pretrained(model, backbone_weights)
     if spec.pretrained is None and pretrained is not None:
         spec.pretrained = str(pretrained)
-    load_adapter_state(model, load_file(str(Path(directory) / ADAPTER_WEIGHTS)), str(directory))
+    load_adapter_weights(model, Path(directory))
     return model
+
+
+def adapter_dir(path: Path) -> Path | None:
+    """`path/best` or `path` when it holds adapter.json (a vidpeft-train work dir or a save_adapter folder)."""
+    return next((d for d in (path / "best", path) if (d / ADAPTER_CONFIG).is_file()), None)
+
+
+def load_adapter_weights(model: nn.Module, directory: Path) -> None:
+    """Copy the adapter.safetensors of `directory` into `model`."""
+    load_adapter_state(model, load_file(str(directory / ADAPTER_WEIGHTS)), str(directory))

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
+from ..fileio import write_atomic
 from .worker import HF_PEFT
 
 MB = 2**20
@@ -132,9 +132,3 @@ def plot(run: dict, path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -1,7 +1,6 @@
 """W/last.pt: everything needed to resume (trainable tensors, optimiser, scheduler, scaler, RNG)."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -9,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..fileio import write_atomic
 from ..model import adapter_state_dict, load_adapter_state
 
 
@@ -36,9 +36,7 @@ def save_last(path: Path, model, optimizer, scheduler, scaler, progress: dict) -
         "rng": _plain_rng(rng_state()),
         "progress": progress,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _plain_rng(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """The resolved config of a run: a recipe (vidpeft.data.load_recipe) plus command-line overrides."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..fileio import write_atomic
 
 
 def resolve(recipe: dict, overrides: dict[str, Any], sets: list[str]) -> dict:
@@ -31,9 +32,7 @@ def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
 
 
 def write_yaml(path: Path, cfg: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(cfg, sort_keys=False))
 
 
 def read_yaml(path: Path) -> dict:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from ..fileio import write_atomic
 from . import distributed as dist
 
 
@@ -70,6 +70,4 @@ def metrics(rows: list[tuple[int, int, torch.Tensor]]) -> dict:
 
 
 def write_eval(path: Path, result: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(result, indent=2) + "\n")

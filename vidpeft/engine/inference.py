@@ -4,16 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import DataConfig
-from ..model import load_adapter
+from ..model import adapter_dir, load_adapter
 from .config import read_yaml
 
 
 def checkpoint_dir(work_dir: Path) -> Path:
-    best = work_dir / "best"
-    if (best / "adapter.json").is_file():
-        return best
-    if (work_dir / "adapter.json").is_file():
-        return work_dir
+    found = adapter_dir(work_dir)
+    if found is not None:
+        return found
     raise FileNotFoundError(f"{work_dir}: no best/adapter.json; is this a finished vidpeft-train work dir?")
 
 

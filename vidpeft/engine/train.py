@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import random
 import time
 from contextlib import nullcontext
@@ -18,8 +17,9 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ..data import DataConfig, VideoDataset, build_loader, read_annotations
+from ..fileio import write_atomic
 from ..labels import read_label_file
-from ..model import build_model, load_adapter_state, load_pretrained, save_adapter
+from ..model import build_model, load_adapter_weights, load_pretrained, save_adapter
 from . import distributed as dist
 from .checkpoint import load_last, save_last
 from .config import write_yaml
@@ -234,10 +234,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, amp_context, mi
 def final_test(model, work_dir: Path, test_samples, cfg: dict, data_cfg, device, amp_context,
                selection: str) -> dict:
     """Score the test list with the checkpoint in best/ (the selected epoch)."""
-    from safetensors.torch import load_file
-
     best = work_dir / "best"
-    load_adapter_state(model, load_file(str(best / "adapter.safetensors")), str(best))
+    load_adapter_weights(model, best)
     test_set = VideoDataset(test_samples, "test", data_cfg, seed=0)
     result = evaluate(model, test_set, device, amp_context, views_per_batch=int(cfg["train"]["batch_size"]),
                       num_workers=data_cfg.num_workers)
@@ -266,12 +264,13 @@ def _truncate_log(path: Path, epochs_done: int) -> None:
     """Drop rows of epochs that last.pt does not hold (a kill between the log and the checkpoint)."""
     with path.open(newline="", encoding="utf-8") as f:
         rows = [row for row in csv.DictReader(f) if int(row["epoch"]) <= epochs_done]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, LOG_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(path, write)
 
 
 def _tensorboard(work_dir: Path):

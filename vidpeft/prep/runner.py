@@ -19,6 +19,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
+from .. import fileio
 from .archives import ArchiveReadError, iter_members
 from .plan import Job, LayoutError, Plan
 from .transcode import PART_MARK, EncodeSettings, TranscodeError, transcode
@@ -28,9 +29,8 @@ CRASH = "a worker process died while converting this video or one next to it; re
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}{PART_MARK}{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # the part mark lets a later run recognise and remove leftovers of a killed one
+    fileio.write_atomic(path, text, tmp_suffix=f"{PART_MARK}{os.getpid()}")
 
 
 def _convert(source: Path | bytes, dst: str,
