@@ -88,7 +88,9 @@ class WindowAttention3d(nn.Module):
         n = window[0] * window[1] * window[2]
         # like the official code (and torchvision), a clipped window uses the first N entries
         index = self.relative_position_index[:n, :n].reshape(-1)
-        bias = self.relative_position_bias_table[index].view(n, n, -1).permute(2, 0, 1).to(x.dtype)
+        # index_select on the transposed table: its backward is a fast index_add into a contiguous
+        # gradient, where table[index] accumulates through a slow strided index_put
+        bias = self.relative_position_bias_table.t().index_select(1, index).view(-1, n, n).to(x.dtype)
         if any(shift):
             return bias + shift_mask(padded, window, shift, x.device).to(x.dtype)  # (nW, heads, N, N)
         return bias  # (heads, N, N), the same for every window
@@ -113,7 +115,15 @@ class WindowAttention3d(nn.Module):
             k = k.view(b, num_windows, self.num_heads, n + extra, self.head_dim)
             v = v.view(b, num_windows, self.num_heads, n + extra, self.head_dim)
             mask = F.pad(mask, (0, extra))  # prefix columns: zero bias, never masked
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        if mask.dim() == 4:
+            # a per-window mask (nW, heads, N, N'): windows join the head axis so that the 4-D mask
+            # broadcasts over the batch and SDPA can take its fused kernel (it needs 4-D inputs)
+            q, k, v = (z.flatten(1, 2) for z in (q, k, v))
+            mask = mask.flatten(0, 1)
+        else:
+            q, k, v = (z.flatten(0, 1) for z in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(0))
+        out = out.reshape(b, num_windows, self.num_heads, n, self.head_dim)
         out = self.proj(out.transpose(2, 3).reshape(rows, n, c))
         x = unpartition(out, window, padded)
         if any(shift):
