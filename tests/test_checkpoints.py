@@ -32,10 +32,10 @@ def clip(shape, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def assert_same_logits(ours: torch.Tensor, reference: torch.Tensor) -> None:
-    """float32 parity: max abs difference <= 1e-4 of the logit scale."""
+def assert_same_logits(ours: torch.Tensor, reference: torch.Tensor, min_scale: float = 0.1) -> None:
+    """float32 parity: max abs difference <= 1e-4 of the logit (or gradient) scale."""
     scale = reference.abs().max().item()
-    assert scale > 0.1, "reference logits are too small for a meaningful comparison"
+    assert scale > min_scale, "reference values are too small for a meaningful comparison"
     assert (ours - reference).abs().max().item() <= 1e-4 * scale
 
 
@@ -149,6 +149,39 @@ def test_videoswin_formats_match_torchvision(swin_ref, fmt, expected):
     assert report.format == expected
     assert report.missing == [] and report.unexpected == []
     assert_same_logits(ours, reference)
+
+
+@pytest.mark.parametrize("bias_tables_trainable", [True, False])
+def test_videoswin_gradients_match_torchvision(swin_ref, bias_tables_trainable):
+    """Backward parity, for full fine-tuning (the bias tables train: SDPA's math path) and for
+    the methods that freeze them (SDPA's fused kernel): input gradients and bias-table gradients
+    of an unshifted and a shifted block equal torchvision's."""
+    x, _, files = swin_ref
+    tv = torchvision.models.video.swin3d_t(num_classes=NUM_CLASSES)
+    tv.load_state_dict(torch.load(files["torchvision"], weights_only=True))
+    ours = build_backbone("videoswin-t", NUM_CLASSES)
+    load_pretrained(ours, files["torchvision"])
+    tables = {  # torchvision's name -> ours
+        f"features.{2 * stage}.{block}.attn.relative_position_bias_table":
+            f"layers.{stage}.blocks.{block}.attn.relative_position_bias_table"
+        for stage in (0, 2) for block in (0, 1)
+    }
+    grads = []
+    for model in (tv.eval(), ours.eval()):
+        for name, p in model.named_parameters():
+            if name.endswith("relative_position_bias_table"):
+                p.requires_grad_(bias_tables_trainable)
+        inp = x.clone().requires_grad_(True)
+        model(inp).square().sum().backward()
+        params = dict(model.named_parameters())
+        grads.append((inp.grad, params))
+    (tv_x, tv_params), (our_x, our_params) = grads
+    assert_same_logits(our_x, tv_x, min_scale=1e-6)
+    for tv_name, our_name in tables.items():
+        if bias_tables_trainable:
+            assert_same_logits(our_params[our_name].grad, tv_params[tv_name].grad, min_scale=1e-6)
+        else:
+            assert our_params[our_name].grad is None
 
 
 @pytest.mark.slow
