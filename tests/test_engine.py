@@ -17,6 +17,7 @@ from vidpeft.cli import predict as predict_cli
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import test as test_cli
 from vidpeft.cli import train as train_cli
+from vidpeft.engine.config import read_yaml
 from vidpeft.synthetic import make_dataset
 
 BIN = Path(sys.executable).parent
@@ -126,6 +127,23 @@ def test_bad_input_gets_one_line_errors(data, tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(bad) in errors[0]
     assert test_cli.main(["--work-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_a_work_dir_holding_a_run_is_refused_unless_overwrite(data, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert train(data, work, method="linear", epochs=1) == 0
+    before = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert train(data, work, method="linear", epochs=2) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(work) in errors[0] and "--resume" in errors[0] and "--overwrite" in errors[0]
+    assert {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
+
+    (work / "notes.txt").write_text("mine", encoding="utf-8")
+    assert train(data, work, "--overwrite", method="linear", epochs=2) == 0
+    assert [row["epoch"] for row in log_rows(work)] == ["1", "2"]
+    assert read_yaml(work / "config.yaml")["train"]["epochs"] == 2
+    assert (work / "notes.txt").read_text(encoding="utf-8") == "mine"  # only the run's own outputs are replaced
 
 
 def test_full_run_serves_as_pretrained_backbone(data, tmp_path, capsys):

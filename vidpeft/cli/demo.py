@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     runs = out / "runs"
     run("vidpeft-train", train_cli.main, [
         "--backbone", args.backbone, "--method", "full", "--data", str(out / "source"),
-        "--work-dir", str(runs / "source-full"), "--epochs", str(args.source_epochs), "--batch-size", "8",
+        "--work-dir", str(runs / "source-full"), "--overwrite", "--epochs", str(args.source_epochs), "--batch-size", "8",
         "--optimizer", "adamw", "--lr", "2e-3", "--weight-decay", "0.05", "--warmup-epochs", "1",
         "--clips", "1", "--crops", "1", *CLIP])
     run("vidpeft-train", train_cli.main, [
         "--backbone", args.backbone, "--method", "bapat", "--data", str(out / "target"),
-        "--work-dir", str(runs / "target-bapat"), "--pretrained", str(runs / "source-full"),
+        "--work-dir", str(runs / "target-bapat"), "--overwrite", "--pretrained", str(runs / "source-full"),
         "--epochs", str(args.epochs), "--batch-size", "8", "--optimizer", "adamw", "--lr", "3e-3",
         "--warmup-epochs", "1", "--clips", "2", "--crops", "3", *CLIP,
         # SSv2's test list is its validation list: choosing an epoch on it would tune on the test

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe value, e.g. --set train.momentum=0.8 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue WORK_DIR from last.pt with its config.yaml")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in WORK_DIR (by default such a WORK_DIR is refused)")
     add_method_options(parser)
     return parser
 
@@ -77,6 +79,14 @@ def resolved_config(args: argparse.Namespace) -> dict:
         return cfg
     if not args.backbone or not args.data_root:
         raise ValueError("--backbone and --data are required (unless --resume finds WORK_DIR/last.pt)")
+    from ..engine.train import holds_a_run
+
+    if holds_a_run(work_dir) and not args.overwrite:
+        if args.resume:
+            raise FileNotFoundError(f"{work_dir}: no last.pt to resume from (the run ended before its first "
+                                    "epoch); start it again with --overwrite")
+        raise FileExistsError(f"{work_dir}: already holds a vidpeft-train run; continue it with --resume, "
+                              "replace it with --overwrite, or choose another --work-dir")
     data_root = Path(args.data_root)
     if not data_root.is_dir():
         raise FileNotFoundError(f"{data_root}: no such data folder; run vidpeft-prep first or fix --data")
@@ -92,7 +102,8 @@ def resolved_config(args: argparse.Namespace) -> dict:
         "backbone_options": {"drop_path_rate": float(drop_path or 0.0)},
     }
     cfg.update(recipe=args.recipe, dataset=dataset, data_root=str(data_root.resolve()),
-               work_dir=str(work_dir.resolve()), resume=bool(args.resume), tensorboard=args.tensorboard,
+               work_dir=str(work_dir.resolve()), resume=bool(args.resume), overwrite=args.overwrite,
+               tensorboard=args.tensorboard,
                lists={"train": args.train_list, "val": args.val_list, "test": args.test_list})
     return cfg
 
@@ -114,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..engine.train import run
 
         result = run(cfg)
-    except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError, VideoReadError) as error:
+    except (KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError, RuntimeError,
+            VideoReadError) as error:
         return fail(error)
     if os.environ.get("RANK", "0") == "0":
         print(summary(result))

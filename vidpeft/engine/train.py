@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -27,6 +28,22 @@ from .evaluate import evaluate, write_eval
 from .optim import build_optimizer, warmup_cosine
 
 LOG_FIELDS = ["epoch", "step", "lr", "train_loss", "skipped_videos", "val_top1", "val_top5", "epoch_seconds"]
+# what a run writes into its work dir (a new run over an old one must not mix with it)
+RUN_OUTPUTS = ("config.yaml", "last.pt", "log.csv", "eval.json", "best", "tensorboard")
+
+
+def holds_a_run(work_dir: Path) -> bool:
+    return any((work_dir / name).exists() for name in RUN_OUTPUTS)
+
+
+def clear_run(work_dir: Path) -> None:
+    """Remove a previous run's outputs (only the names a run writes; other files stay)."""
+    for name in RUN_OUTPUTS:
+        path = work_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def seed_everything(seed: int) -> None:
@@ -131,6 +148,8 @@ def run(cfg: dict) -> dict:
             print(f"resuming {last_path} after epoch {progress['epoch']}")
             _truncate_log(work_dir / "log.csv", progress["epoch"])
     elif dist.is_main():
+        if cfg.get("overwrite"):
+            clear_run(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
         write_yaml(work_dir / "config.yaml", cfg)
         (work_dir / "log.csv").write_text(",".join(LOG_FIELDS) + "\n", encoding="utf-8")
