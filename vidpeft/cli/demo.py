@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vidpeft-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
-    parser.add_argument("--backbone", default="videomae-micro", help="videomae-micro or videoswin-micro")
+    parser.add_argument("--backbone", default="videomae-micro",
+                        help="videomae-micro (default) or videoswin-micro; the latter runs the same steps but, "
+                        "trained from scratch on this little data, stays near chance within the demo's epochs "
+                        "(as torchvision's Swin of the same size does): without absolute positions it must "
+                        "learn motion from local windows")
     parser.add_argument("--source-per-class", type=int, default=40, help="videos per class, source task")
     parser.add_argument("--per-class", type=int, default=24, help="videos per class, target task")
     parser.add_argument("--source-epochs", type=int, default=15, help="epochs of the stand-in pre-training")
