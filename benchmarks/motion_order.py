@@ -1,6 +1,6 @@
 """Direction of motion on a backbone that ignores frame order: which adapters learn it, through vidpeft-train.
 
-    python benchmarks/motion_order.py [--out motion_out --per-class 80 --epochs 10 --input-size 32
+    python benchmarks/motion_order.py [--out motion_out --per-class 100 --epochs 10 --input-size 32
                                        --methods linear,adaptformer,st-adapter,mona,mona-3d]
 
 1. Generates a raw Kinetics-layout dataset of two classes, an object moving right or left (the plain
@@ -11,7 +11,8 @@
    embedding averaged. Its tokens are then the same set for a clip and its time-reversed copy (the
    printed gap checks it), like an image model applied frame by frame; left and right differ only in
    frame order, so a linear probe on it is at chance by construction.
-3. Trains every method with `vidpeft-train --pretrained` that checkpoint, the same settings for all,
+3. Trains every method with `vidpeft-train --pretrained` that checkpoint, the same settings for all
+   (the vpetl recipe without its stochastic depth, which on a frozen random backbone is only noise),
    and prints the multi-view top-1 of each on the test list.
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ def order_blind_checkpoint(path: Path) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="motion_out", help="working folder (default ./motion_out)")
-    parser.add_argument("--per-class", type=int, default=80, help="videos per direction (70%% train)")
+    parser.add_argument("--per-class", type=int, default=100, help="videos per direction (70%% train)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--input-size", type=int, default=32, help="crop size in pixels")
     parser.add_argument("--methods", default="linear,adaptformer,st-adapter,mona,mona-3d",
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--data", str(out / "data"), "--work-dir", str(out / "runs" / method), "--overwrite",
                 "--pretrained", str(out / "order_blind.pth"), "--epochs", str(args.epochs),
                 "--batch-size", "8", "--optimizer", "adamw", "--lr", str(args.lr), "--weight-decay", "0.0",
-                "--warmup-epochs", "1", "--frames", "8", "--stride", "4", "--input-size", str(args.input_size),
+                "--warmup-epochs", "1", "--drop-path", "0", "--frames", "8", "--stride", "4", "--input-size", str(args.input_size),
                 "--num-workers", "2", "--clips", "2", "--crops", "1", "--eval-every", "0"]
         print(f"\n$ vidpeft-train {shlex.join(argv)}", flush=True)
         assert train_cli.main(argv) == 0, f"vidpeft-train failed for {method}"
