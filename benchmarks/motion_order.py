@@ -5,7 +5,7 @@
 
 1. Generates a raw Kinetics-layout dataset of two classes, an object moving right or left (the plain
    style: a flat object on a flat background, random size, start and speed, so only the direction
-   tells them apart), and prepares it with vidpeft-prep.
+   tells them apart; 44x32 px, 32 frames), and prepares it with vidpeft-prep.
 2. Writes a "pretrained" Video Swin micro checkpoint that cannot see frame order: random weights
    (seed 0) with its relative position bias tables zeroed and the two temporal taps of its patch
    embedding averaged. Its tokens are then the same set for a clip and its time-reversed copy (the
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out).resolve()
     started = time.perf_counter()
     if not (out / "data" / "test.csv").is_file():
-        make_dataset("k400", out / "raw", motions=MOTIONS, per_class=args.per_class, size=(128, 96),
+        make_dataset("k400", out / "raw", motions=MOTIONS, per_class=args.per_class, size=(44, 32),
                      frames=32, seed=4, plain=True)
         assert prep_cli.main(["k400", "--src", str(out / "raw"), "--out", str(out / "data"),
-                              "--short-side", "96", "--no-progress"]) in (0, None)
+                              "--short-side", "0", "--no-progress"]) in (0, None)
     gap = order_blind_checkpoint(out / "order_blind.pth")
     print(f"order-blind backbone: max |features(clip) - features(reversed clip)| = {gap:.1e}", flush=True)
     results = {}
