@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from vidpeft.backbones import videomae, videoswin
+from vidpeft.backbones import timm_image, videomae, videoswin
 from vidpeft.registry import Registry
 
-BACKBONES: Registry = Registry("backbone")
+BACKBONES: Registry = Registry("backbone", resolve=timm_image.resolve)  # + timm/<model name>
 
 for _size in videomae.SIZES:
     BACKBONES.register(f"videomae-{_size}")(videomae.factory(_size))
 for _size in videoswin.SIZES:
     BACKBONES.register(f"videoswin-{_size}")(videoswin.factory(_size))
+for _alias, (_timm_name, _defaults) in timm_image.ALIASES.items():
+    BACKBONES.register(_alias)(timm_image.factory(_timm_name, _defaults))
 
 
 def build_backbone(name: str, num_classes: int, **kwargs) -> nn.Module:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks, size_factory,
-    stochastic_depth_rates,
+    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks,
+    size_factory, stochastic_depth_rates,
 )
 
 
@@ -49,14 +49,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        if self.q_bias is None:
-            qkv = self.qkv(x)
-        else:
-            bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-            if type(self.qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
-                qkv = F.linear(x, self.qkv.weight, bias)
-            else:
-                qkv = self.qkv(x) + bias
+        qkv = qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
         q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)
