@@ -359,9 +359,22 @@ def timm_name_of(name: str) -> str:
     return ALIASES[name][0] if name in ALIASES else name[len(TIMM_PREFIX):]
 
 
-def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def family_of(timm_name: str) -> str:
+    """timm-vit or timm-beit, from the module that defines the model (nothing is built)."""
+    module = timm.models.model_entrypoint(timm_name.split(".")[0]).__module__
+    families = {timm_vit.__name__: FrameWiseViT.family, timm_beit.__name__: FrameWiseBeit.family}
+    if module not in families:
+        raise ValueError(f"timm model {timm_name!r} is neither a VisionTransformer nor a Beit; frame-wise video "
+                         "supports those two families")
+    return families[module]
+
+
+def normalisation(timm_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Input mean and std of the pretrained weights, from timm's pretrained config of the model."""
-    cfg = timm.models.get_pretrained_cfg(timm_name_of(name))
+    try:
+        cfg = timm.models.get_pretrained_cfg(timm_name)
+    except RuntimeError as error:  # an unknown pretrained tag
+        raise KeyError(f"timm/{timm_name}: {error}") from None
     if cfg is None:
-        raise KeyError(f"timm has no pretrained config for {timm_name_of(name)!r}")
+        raise KeyError(f"timm/{timm_name}: timm has no pretrained config for it")
     return tuple(cfg.mean), tuple(cfg.std)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks,
-    size_factory, stochastic_depth_rates,
+    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks, size_factory,
+    stochastic_depth_rates,
 )
 
 
@@ -47,10 +47,19 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.kv_prefix: nn.Module | None = None
 
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), q/v biases included."""
+        b, n, _ = x.shape
+        qkv = qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
+        return qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""
+        return self.project(tokens)[1:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        qkv = qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
-        q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self.project(x)
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
