@@ -14,13 +14,13 @@ from vidpeft.methods.lora import LoRAQKV
 from vidpeft.methods.patt import ParallelAttention
 
 BACKBONES = ["videomae-micro", "videoswin-micro"]
-METHODS = ["full", "linear", "bitfit", "lora", "adaptformer", "prefix", "bapat", "st-adapter", "mona"]
+METHODS = vidpeft.METHODS.names()
 CHANGES_OUTPUT_AT_INIT = ("prefix", "mona")  # prefixes enter attention; Mona keeps the reference's init
 NUM_CLASSES = 5
 # what each method adds, by the module or parameter name it lives under
 ADDED = {"lora": ("lora_A", "lora_B"), "adaptformer": (".adapter.",), "prefix": (".kv_prefix.",),
-         "bapat": (".adapter.", ".qkv.down.", ".qkv.up."), "st-adapter": (".pre_attn.",),
-         "mona": (".post_attn.", ".post_mlp.")}
+         "bapat": (".adapter.", ".qkv.down.", ".qkv.up."), "patt": (".qkv.down.", ".qkv.up."),
+         "st-adapter": (".pre_attn.",), "mona": (".post_attn.", ".post_mlp.")}
 
 
 def clip(seed: int = 0) -> torch.Tensor:
