@@ -15,10 +15,12 @@ from vidpeft.methods.patt import ParallelAttention
 
 BACKBONES = ["videomae-micro", "videoswin-micro"]
 METHODS = vidpeft.METHODS.names()
+CHANGES_OUTPUT_AT_INIT = ("prefix", "mona")  # prefixes enter attention; Mona keeps the reference's init
 NUM_CLASSES = 5
 # what each method adds, by the module or parameter name it lives under
 ADDED = {"lora": ("lora_A", "lora_B"), "adaptformer": (".adapter.",), "prefix": (".kv_prefix.",),
-         "bapat": (".adapter.", ".qkv.down.", ".qkv.up."), "patt": (".qkv.down.", ".qkv.up.")}
+         "bapat": (".adapter.", ".qkv.down.", ".qkv.up."), "patt": (".qkv.down.", ".qkv.up."),
+         "st-adapter": (".pre_attn.",), "mona": (".post_attn.", ".post_mlp.")}
 
 
 def clip(seed: int = 0) -> torch.Tensor:
@@ -49,8 +51,8 @@ def test_step0_output_and_structural_freezing(pretrained, method):
     model = build(backbone, method, path)
     with torch.no_grad():
         expected, got = reference(clip()), model(clip())
-    if method == "prefix":
-        assert (got - expected).abs().max() > 1e-6, "prefixes must change attention"
+    if method in CHANGES_OUTPUT_AT_INIT:
+        assert (got - expected).abs().max() > 1e-6, "prefixes and Mona change the output at step 0"
     else:
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -225,6 +227,10 @@ FULL_SIZE_COUNTS = {
     ("videomae-b", "adaptformer"): 1_189_632,   # 1.19M
     ("videomae-b", "bapat"): 2_093_184,         # benchmark 2.06M
     ("videomae-b", "linear"): 0,
+    ("videomae-b", "st-adapter"): 7_110_144,    # 12 x (2*768*384 + 5*384 + 768), the reference's 12x384
+    ("videoswin-b", "st-adapter"): 7_021_696,   # widths d/2 = 64, 128, 256, 512 by stage: sum of d^2 + 3.5 d
+    ("videomae-b", "mona"): 2_684_928,          # 24 modules x (133 d + 9,728)
+    ("videoswin-b", "mona"): 3_667_456,         # 2 per block x (133 d + 9,728) over d = 128 x2 ... 1024 x2
 }
 
 

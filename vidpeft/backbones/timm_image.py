@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import io
 import re
+from functools import lru_cache
 
 import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 from timm.models import beit as timm_beit
 from timm.models import vision_transformer as timm_vit
 from torch import nn
 
-from vidpeft.backbones.layers import VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks
+from vidpeft.backbones.layers import (
+    TokenLayout, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks,
+)
 
 StateDict = dict[str, torch.Tensor]
 PREFIX = "image."  # where the timm model's own names live in ours
@@ -48,7 +52,9 @@ class FrameAttention(nn.Module):
         self.attn_drop = attn.attn_drop.p
         self.relative_position_bias_table = getattr(attn, "relative_position_bias_table", None)
         if self.relative_position_bias_table is not None:
+            self.window = tuple(attn.window_size)
             self.register_buffer("relative_position_index", attn.relative_position_index, persistent=False)
+        self.token_layout: TokenLayout | None = None  # set by the backbone: the patch grid of this forward
         self.kv_prefix: nn.Module | None = None
         lost = set(attn.state_dict()) - set(self.state_dict())
         if lost:
@@ -65,13 +71,24 @@ class FrameAttention(nn.Module):
         _, k, v = self.heads(tokens)
         return k, v
 
+    def position_index(self) -> torch.Tensor:
+        """The table rows of every token pair on this forward's patch grid (BEiT's own index on its grid)."""
+        grid = tuple(self.token_layout.grid[1:])
+        if grid == self.window:
+            return self.relative_position_index
+        if grid[0] > self.window[0] or grid[1] > self.window[1]:
+            raise ValueError(f"BEiT's relative position table covers {self.window[0]}x{self.window[1]} patches, "
+                             f"frames give {grid[0]}x{grid[1]}; build the backbone with a larger img_size")
+        return relative_position_index(self.window, grid, self.relative_position_index.device)
+
     def position_bias(self, length: int) -> torch.Tensor | None:
         """BEiT's relative position bias (heads, L, L); extra tokens after the class token get zeros."""
         table = self.relative_position_bias_table
         if table is None:
             return None
-        m = self.relative_position_index.shape[0]
-        bias = table.t().index_select(1, self.relative_position_index.view(-1)).view(-1, m, m)
+        index = self.position_index()
+        m = index.shape[0]
+        bias = table.t().index_select(1, index.view(-1)).view(-1, m, m)
         if length == m:
             return bias
         keep = torch.cat((torch.zeros(1, dtype=torch.long), torch.arange(1 + length - m, length))).to(bias.device)
@@ -102,6 +119,20 @@ class FrameAttention(nn.Module):
         return self.attend(*self.heads(x), None)
 
 
+@lru_cache(maxsize=16)
+def relative_position_index(window: tuple[int, int], grid: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """timm's `gen_relative_position_index` for a grid no larger than the table's window: each patch
+    pair reads the entry of its offset; the class token's row, column and corner the last three."""
+    coords = torch.stack(torch.meshgrid(torch.arange(grid[0]), torch.arange(grid[1]), indexing="ij")).flatten(1)
+    rel = coords[:, :, None] - coords[:, None, :]
+    patches = (rel[0] + window[0] - 1) * (2 * window[1] - 1) + rel[1] + window[1] - 1
+    distances = (2 * window[0] - 1) * (2 * window[1] - 1) + 3
+    index = torch.zeros(patches.shape[0] + 1, patches.shape[0] + 1, dtype=torch.long)
+    index[1:, 1:] = patches
+    index[0, :], index[:, 0], index[0, 0] = distances - 3, distances - 2, distances - 1
+    return index.to(device)
+
+
 class FrameBlock(nn.Module):
     """A timm ViT or BEiT block with its own submodules and names, plus the residual slots."""
 
@@ -122,7 +153,7 @@ class FrameBlock(nn.Module):
         self.gamma_2 = getattr(block, "gamma_2", None)
         self.drop_path2 = block.drop_path2
         self.post_mlp = nn.Identity()
-        self.token_layout: FrameTokenLayout | None = None
+        self.token_layout: TokenLayout | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pre_attn(x)
@@ -132,27 +163,6 @@ class FrameBlock(nn.Module):
         y = self.mlp(self.norm2(x))
         x = x + self.drop_path2(self.ls2(y) if self.gamma_2 is None else self.gamma_2 * y)
         return self.post_mlp(x)
-
-
-class FrameTokenLayout:
-    """Block layout (B·T, P + H·W, C), P extra tokens first (class, registers, prompts) <-> grid."""
-
-    num_prefix_tokens = 1
-    batch = frames = 0
-    grid: tuple[int, int] = (0, 0)
-
-    def update(self, batch: int, frames: int, grid: tuple[int, int], num_prefix_tokens: int) -> None:
-        self.batch, self.frames, self.grid, self.num_prefix_tokens = batch, frames, grid, num_prefix_tokens
-
-    def to_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, w = self.grid
-        extra, patches = x[:, : x.shape[1] - h * w], x[:, x.shape[1] - h * w :]
-        grid = patches.reshape(self.batch, self.frames, h, w, -1).permute(0, 4, 1, 2, 3)
-        return grid, extra
-
-    def from_grid(self, grid: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
-        patches = grid.permute(0, 2, 3, 4, 1).reshape(self.batch * self.frames, -1, grid.shape[1])
-        return torch.cat((extra, patches), dim=1)
 
 
 class FrameWiseVideo(VideoClassifier):
@@ -174,9 +184,10 @@ class FrameWiseVideo(VideoClassifier):
         self.head_drop = nn.Dropout(head_drop)
         self.head = nn.Linear(self.num_features, num_classes)
         init_linear(self.head)
-        self.token_layout = FrameTokenLayout()
+        # one token sequence per frame (B·T, P + H·W, C), P = class / register tokens first
+        self.token_layout = TokenLayout(num_prefix_tokens=image.num_prefix_tokens, frames_in_batch=True)
         for block in image.blocks:
-            block.token_layout = self.token_layout
+            block.token_layout = block.attn.token_layout = self.token_layout
         self.token_grid: tuple[int, int, int] | None = None
         self.grad_checkpointing = False
 
@@ -208,10 +219,8 @@ class FrameWiseVideo(VideoClassifier):
         patch = tuple(self.image.patch_embed.patch_size)
         check_divisible(x, (1, *patch), self.timm_name)
         b, _, t, h, w = x.shape
+        self.token_grid = self.token_layout.grid = (t, h // patch[0], w // patch[1])
         tokens = self.embed(x.transpose(1, 2).flatten(0, 1))
-        grid = (h // patch[0], w // patch[1])
-        self.token_grid = (t, *grid)
-        self.token_layout.update(b, t, grid, tokens.shape[1] - grid[0] * grid[1])
         tokens = self.encode(self.add_temporal(tokens, b, t))
         return self.image.forward_head(tokens, pre_logits=True).view(b, t, -1).mean(1)
 
@@ -240,14 +249,11 @@ class FrameWiseBeit(FrameWiseVideo):
 
     def embed(self, frames: torch.Tensor) -> torch.Tensor:
         image = self.image
-        if tuple(frames.shape[-2:]) != tuple(image.patch_embed.img_size):
-            raise ValueError(f"{self.timm_name}: its relative position bias is built for frames of "
-                             f"{tuple(image.patch_embed.img_size)} pixels, got {tuple(frames.shape[-2:])}; build "
-                             "it with backbone option img_size for another size")
         x = image.patch_embed(frames)
         x = torch.cat((image.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         if image.pos_embed is not None:
-            x = x + image.pos_embed
+            x = x + resample_abs_pos_embed(image.pos_embed, list(self.token_layout.grid[1:]),
+                                           list(image.patch_embed.grid_size), num_prefix_tokens=1)
         return image.pos_drop(x)
 
     def adapt_checkpoint(self, sd: StateDict) -> StateDict:
@@ -311,6 +317,7 @@ def build(timm_name: str, num_classes: int = 400, num_frames: int = 8, temporal_
         if image.rel_pos_bias is not None:
             raise ValueError(f"{timm_name}: a shared relative position bias is not supported")
         cls = FrameWiseBeit
+        image.patch_embed.strict_img_size = False  # smaller frames read their offsets from the table
     else:
         raise ValueError(f"timm model {timm_name!r} is a {type(image).__name__}; frame-wise video supports timm's "
                          "VisionTransformer (ViT, CLIP, ...) and Beit models")
@@ -323,7 +330,7 @@ def _dynamic_size(entry: str) -> dict:
     return {"dynamic_img_size": True} if defined_in == timm_vit.__name__ else {}
 
 
-MICRO = dict(embed_dim=64, depth=2, num_heads=2, img_size=64)  # tests and demos: 4x4 patches of 16 px
+MICRO = dict(embed_dim=64, depth=2, num_heads=2)  # tests and demos
 # short names -> (timm model name, default options); any other timm model is `timm/<model name>`
 ALIASES = {
     "vit-b16-in21k": ("vit_base_patch16_224.orig_in21k", {}),  # Google's ViT-B_16.npz (V-PETL's image table)

@@ -82,3 +82,17 @@ def block_width(block: nn.Module) -> int:
 def canonical_key(key: str) -> str:
     """A parameter name as the unwrapped backbone spells it."""
     return key.replace(f".{BASE_LAYER}.", ".")
+
+
+SLOTS = ("pre_attn", "post_attn", "post_mlp")  # residual-stream slots of every block, nn.Identity() when free
+
+
+def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> None:
+    """Put `module` in a block's residual-stream slot; one-line error if the block has none or it is taken."""
+    current = getattr(block, slot, None)
+    if current is None or getattr(block, "token_layout", None) is None:
+        raise ValueError(f"{method} needs blocks with the {slot} slot and a token_layout; "
+                         f"{type(block).__name__} has not both")
+    if not isinstance(current, nn.Identity):
+        raise ValueError(f"{method}: the block's {slot} slot already holds a {type(current).__name__}")
+    setattr(block, slot, module)
