@@ -13,14 +13,15 @@ from vidpeft.methods import blocks, canonical_key
 from vidpeft.methods.lora import LoRAQKV
 from vidpeft.methods.patt import ParallelAttention
 
-BACKBONES = ["videomae-micro", "videoswin-micro"]
+BACKBONES = ["videomae-micro", "videoswin-micro", "clip-micro", "beitv2-micro"]  # + image models frame-wise
 METHODS = vidpeft.METHODS.names()
 CHANGES_OUTPUT_AT_INIT = ("prefix", "mona")  # prefixes enter attention; Mona keeps the reference's init
 NUM_CLASSES = 5
 # what each method adds, by the module or parameter name it lives under
 ADDED = {"lora": ("lora_A", "lora_B"), "adaptformer": (".adapter.",), "prefix": (".kv_prefix.",),
          "bapat": (".adapter.", ".qkv.down.", ".qkv.up."), "patt": (".qkv.down.", ".qkv.up."),
-         "st-adapter": (".pre_attn.",), "mona": (".post_attn.", ".post_mlp.")}
+         "st-adapter": (".pre_attn.",), "mona": (".post_attn.", ".post_mlp."),
+         "aim": (".pre_attn.", ".attn.adapter.", ".mlp.adapter.", "temporal_embed")}
 
 
 def clip(seed: int = 0) -> torch.Tensor:
@@ -40,7 +41,11 @@ def pretrained(request, tmp_path_factory):
 def build(backbone: str, method: str, path, **options) -> torch.nn.Module:
     torch.manual_seed(1)
     # no stochastic depth: a dropped residual branch would leave its adapter without gradient
-    model = vidpeft.build_model(backbone, method, NUM_CLASSES, backbone_options={"drop_path_rate": 0.0}, **options)
+    try:
+        model = vidpeft.build_model(backbone, method, NUM_CLASSES, backbone_options={"drop_path_rate": 0.0}, **options)
+    except ValueError as error:  # a method that cannot run on this backbone says so in one line
+        assert "\n" not in str(error)
+        pytest.skip(f"{method} on {backbone}: {error}")
     vidpeft.load_pretrained(model, path)
     return model.eval()
 
@@ -83,10 +88,16 @@ def test_training_steps_touch_only_trainable_tensors(pretrained, method):
         F.cross_entropy(model(clip(step)), labels).backward()
         assert all(p.grad is not None for p in trainable)
         optimizer.step()
+    # Known limit: on a model that classifies its class token (CLIP, ViT), Mona after the last block's
+    # attention and MLP sees only patch tokens, which nothing reads any more: no gradient reaches it.
+    last = f"blocks.{len(list(blocks(model))) - 1}.post_"
+    dead_end = method == "mona" and getattr(getattr(model, "image", None), "global_pool", "") == "token"
     for name, p in model.named_parameters():
         changed = not torch.equal(before[name], p.detach())
-        if p.requires_grad:
-            assert changed, f"{name} is trainable but did not change"
+        if p.requires_grad and dead_end and last in name:
+            assert p.grad.abs().max() == 0, name
+        elif p.requires_grad:  # or got a gradient too small to move float32 weights (Mona's LN under s1 = 1e-6)
+            assert changed or p.grad.abs().max() > 0, f"{name} is trainable but did not change"
         else:
             assert not changed and p.grad is None, f"{name} is frozen but changed"
 

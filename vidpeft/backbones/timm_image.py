@@ -52,7 +52,7 @@ class FrameAttention(nn.Module):
         self.attn_drop = attn.attn_drop.p
         self.relative_position_bias_table = getattr(attn, "relative_position_bias_table", None)
         if self.relative_position_bias_table is not None:
-            self.window = tuple(attn.window_size)
+            self.window_size = tuple(attn.window_size)
             self.register_buffer("relative_position_index", attn.relative_position_index, persistent=False)
         self.token_layout: TokenLayout | None = None  # set by the backbone: the patch grid of this forward
         self.kv_prefix: nn.Module | None = None
@@ -74,12 +74,12 @@ class FrameAttention(nn.Module):
     def position_index(self) -> torch.Tensor:
         """The table rows of every token pair on this forward's patch grid (BEiT's own index on its grid)."""
         grid = tuple(self.token_layout.grid[1:])
-        if grid == self.window:
+        if grid == self.window_size:
             return self.relative_position_index
-        if grid[0] > self.window[0] or grid[1] > self.window[1]:
-            raise ValueError(f"BEiT's relative position table covers {self.window[0]}x{self.window[1]} patches, "
+        if grid[0] > self.window_size[0] or grid[1] > self.window_size[1]:
+            raise ValueError(f"BEiT's relative position table covers {self.window_size[0]}x{self.window_size[1]} patches, "
                              f"frames give {grid[0]}x{grid[1]}; build the backbone with a larger img_size")
-        return relative_position_index(self.window, grid, self.relative_position_index.device)
+        return relative_position_index(self.window_size, grid, self.relative_position_index.device)
 
     def position_bias(self, length: int) -> torch.Tensor | None:
         """BEiT's relative position bias (heads, L, L); extra tokens after the class token get zeros."""
@@ -338,7 +338,9 @@ ALIASES = {
     "beitv2-b16": ("beitv2_base_patch16_224.in1k_ft_in22k_in1k", {}),
     "vit-micro": ("vit_tiny_patch16_224.augreg_in21k", MICRO),
     "clip-micro": ("vit_base_patch16_clip_quickgelu_224.openai", MICRO),
-    "beitv2-micro": ("beitv2_base_patch16_224.in1k_ft_in22k_in1k", MICRO),
+    # layer scale 0.1 (of the order of trained BEiT v2 weights) instead of its 1e-5 initialisation,
+    # which would hide every branch of a randomly initialised micro model
+    "beitv2-micro": ("beitv2_base_patch16_224.in1k_ft_in22k_in1k", {**MICRO, "init_values": 0.1}),
 }
 TIMM_PREFIX = "timm/"
 
