@@ -232,3 +232,73 @@ def test_aim_count_on_vit_b16(capsys):
     assert json.loads(capsys.readouterr().out)["trainable"] == 3 * 12 * 295_872 + 8 * 768 == 10_651_392 + 6_144
     params_cli.main(["--backbone", "clip-b16", "--method", "aim", "--temporal-adapter-in", "true", "--json"])
     assert json.loads(capsys.readouterr().out)["trainable"] == 4 * 12 * 295_872 + 8 * 768
+
+
+# ---------------------------------------------------------------- through the user's commands
+
+def test_recipes_take_the_backbones_normalisation():
+    from vidpeft.data import load_recipe
+
+    for recipe in ("aim", "vpetl", "videomae"):
+        assert load_recipe(recipe, "k400", backbone="clip-b16")["data"]["mean"] == list(timm.data.OPENAI_CLIP_MEAN)
+        assert load_recipe(recipe, "k400", backbone="videomae-b")["data"]["std"] == [0.229, 0.224, 0.225]
+    aim = load_recipe("aim", "ssv2", backbone="clip-b16")
+    assert (aim["data"]["frames"], aim["data"]["sampling"], aim["data"]["flip"]) == (8, "segment", False)
+    assert (aim["test"], aim["train"]["epochs"], aim["train"]["label_smoothing"]) == ({"clips": 1, "crops": 3}, 50, 0.1)
+    k400 = load_recipe("aim", "k400", backbone="clip-b16")
+    assert (k400["data"]["stride"], k400["test"], k400["train"]["optimizer"]) == (16, {"clips": 3, "crops": 1}, "adamw")
+
+
+@pytest.fixture(scope="module")
+def clip_checkpoint(tmp_path_factory):
+    """A CLIP micro model's weights as OpenAI's state dict, and timm's model that holds them."""
+    d = tmp_path_factory.mktemp("clip")
+    reference = timm_reference("clip-micro", seed=6)
+    return write("openai-clip", reference, d), reference
+
+
+def test_train_test_predict_aim_on_clip(clip_checkpoint, tmp_path, capsys):
+    """vidpeft-prep -> vidpeft-train (AIM recipe, CLIP weights in OpenAI's form) -> vidpeft-test -> vidpeft-predict."""
+    from vidpeft.cli import predict as predict_cli
+    from vidpeft.cli import prep as prep_cli
+    from vidpeft.cli import test as test_cli
+    from vidpeft.cli import train as train_cli
+    from vidpeft.engine.config import read_yaml
+    from vidpeft.synthetic import make_dataset
+
+    path, _ = clip_checkpoint
+    make_dataset("k400", tmp_path / "raw", classes=2, per_class=3, size=(48, 32), frames=10, seed=1)
+    assert prep_cli.main(["k400", "--src", str(tmp_path / "raw"), "--out", str(tmp_path / "data"), "--workers", "1"]) == 0
+    work = tmp_path / "run"
+    assert train_cli.main([
+        "--backbone", "clip-micro", "--method", "aim", "--recipe", "aim", "--data", str(tmp_path / "data"),
+        "--work-dir", str(work), "--pretrained", str(path), "--epochs", "1", "--frames", "4", "--stride", "2",
+        "--input-size", "32", "--num-workers", "0", "--batch-size", "2", "--clips", "1", "--eval-every", "0",
+        "--adapter-scale", "1.0", "--temporal-adapter-in", "true"]) == 0
+    out = capsys.readouterr().out
+    assert "OpenAI CLIP / open_clip checkpoint" in out and "top-1" in out
+    cfg = read_yaml(work / "config.yaml")
+    assert cfg["data"]["mean"] == list(timm.data.OPENAI_CLIP_MEAN) and cfg["data"]["stride"] == 2
+    spec = json.loads((work / "best" / "adapter.json").read_text())
+    assert spec["options"]["adapter_scale"] == 1.0 and spec["options"]["temporal_adapter_in"] is True
+    assert test_cli.main(["--work-dir", str(work), "--clips", "2", "--crops", "1", "--out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["views"]["clips"] == 2
+    video = next((tmp_path / "data" / "videos").rglob("*.mp4"))
+    capsys.readouterr()
+    assert predict_cli.main([str(video), "--work-dir", str(work), "--topk", "2", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)[0]["predictions"]) == 2
+
+
+def test_mmaction_plugin_takes_an_image_backbone(clip_checkpoint):
+    pytest.importorskip("mmaction")
+    from vidpeft.mmaction import PEFTBackbone
+
+    path, reference = clip_checkpoint
+    backbone = PEFTBackbone(arch="clip-micro", method="aim", pretrained=str(path), backbone_cfg={"img_size": SIZE}).eval()
+    trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+    assert "model.temporal_embed" in trainable and all("adapter" in n or "temporal" in n for n in trainable)
+    x = clip((1, 3, 2, SIZE, SIZE))
+    with torch.no_grad():
+        features = backbone(x)
+    assert features.shape == (1, 64, 1, 1, 1)
+    torch.testing.assert_close(features.flatten(), image_features(reference, x).mean(1).flatten(), rtol=0, atol=1e-5)
