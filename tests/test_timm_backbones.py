@@ -3,6 +3,7 @@ detection apart from VideoMAE, and AIM (its temporal attention against an explic
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -170,6 +171,15 @@ def test_a_checkpoint_of_another_family_is_a_one_line_error(name, other, tmp_pat
                else timm_reference(name, seed=5).state_dict(), tmp_path / "weights.pth")
     with pytest.raises(ValueError, match=r"weights\.pth: .* cannot load into a (videomae|timm-vit|timm-beit) model") as err:
         vidpeft.load_pretrained(build_backbone(other, NUM_CLASSES), tmp_path / "weights.pth")
+    assert "\n" not in str(err.value)
+
+
+def test_openai_clip_torchscript_download_is_refused_with_the_way_out(tmp_path):
+    with warnings.catch_warnings():  # torch.jit.save is deprecated; OpenAI's files were made with it
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), tmp_path / "ViT-B-16.pt")
+    with pytest.raises(ValueError, match=r"ViT-B-16\.pt: a TorchScript archive.*torch\.jit\.load\(PATH") as err:
+        vidpeft.load_pretrained(build_backbone("clip-micro", NUM_CLASSES), tmp_path / "ViT-B-16.pt")
     assert "\n" not in str(err.value)
 
 

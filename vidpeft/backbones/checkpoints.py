@@ -11,6 +11,7 @@ import argparse
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -228,7 +229,9 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     try:
         # official VideoMAE checkpoints carry their argparse.Namespace: plain data, safe to allow
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns before refusing a TorchScript archive
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if unsafe is None:
@@ -239,6 +242,11 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
             "torch.save or safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
+        if "TorchScript" in str(err):  # e.g. OpenAI CLIP's own downloads (ViT-B-16.pt)
+            raise ValueError(
+                f"{path}: a TorchScript archive, which vidpeft does not load (it holds code); if you trust it, save "
+                "its weights once: torch.save(torch.jit.load(PATH, map_location='cpu').state_dict(), 'weights.pt')"
+            ) from None
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); check the download") from None
     while isinstance(obj, dict):
         nested = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
@@ -277,7 +285,7 @@ def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
 # ---------------------------------------------------------------- loading
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load a VideoMAE or Video Swin checkpoint of any supported format into `model`.
+    """Load a checkpoint of any supported format (VideoMAE, Video Swin, timm image models) into `model`.
 
     Works on a bare backbone or one with method wrappers (`.base_layer` is ignored in
     names). A shape mismatch is an error, except for a classification head with another
