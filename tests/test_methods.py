@@ -433,6 +433,9 @@ def test_full_size_counts_of_the_other_rows(capsys):
     params_cli.main(["--backbone", "videomae-b", "--method", "adapter", "--adapter-dim", "8", "--adapter-positions",
                      "mlp", "--json"])
     assert json.loads(capsys.readouterr().out)["trainable"] == 156_768  # Pfeiffer m=8 (V-PETL VTAB: 0.16M)
+    params_cli.main(["--backbone", "videoswin-b", "--method", "adapter", "--adapter-dim", "8", "--adapter-positions",
+                     "mlp", "--json"])
+    assert json.loads(capsys.readouterr().out)["trainable"] == 204_736
     params_cli.main(["--backbone", "videomae-b", "--method", "vpt", "--vpt-mode", "shallow", "--prompt-length",
                      "50", "--json"])
     assert json.loads(capsys.readouterr().out)["trainable"] == 50 * 768
