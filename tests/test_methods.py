@@ -301,6 +301,9 @@ def test_vpt_deep_equals_concatenate_attend_drop():
             tokens = block(torch.cat([prompts, tokens], dim=1))[:, 3:]
             block.attn.kv_prefix = provider
         expected = model.head(model.fc_norm(tokens.mean(1)))
+        copied = deepcopy(model)  # each block's prompts keep pointing at that block, in the copy too
+        assert copied.blocks[1].attn.kv_prefix.block is copied.blocks[1]
+        torch.testing.assert_close(copied(x), got, rtol=0, atol=0)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
