@@ -8,6 +8,7 @@ loading never executes code.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import re
@@ -22,7 +23,20 @@ from torch import nn
 StateDict = dict[str, torch.Tensor]
 HEAD_KEYS = ("head.weight", "head.bias")
 # what a method wrapper calls the module it wraps (peft's name); stripped from model keys
-BASE_LAYER = ".base_layer."
+BASE_LAYER = "base_layer"
+# a vidpeft run (vidpeft-train work dir, its best/, or a save_adapter folder)
+RUN_CONFIG, RUN_WEIGHTS = "adapter.json", "adapter.safetensors"
+
+
+def canonical_key(key: str) -> str:
+    """A parameter name as the unwrapped backbone spells it (wrappers' `.base_layer.` removed)."""
+    return key.replace(f".{BASE_LAYER}.", ".")
+
+
+def check_shape(source: str, key: str, value: torch.Tensor, expected: torch.Tensor, hint: str) -> None:
+    if value.shape != expected.shape:
+        raise ValueError(f"{source}: {key} has shape {tuple(value.shape)} there but {tuple(expected.shape)} "
+                         f"in the model; {hint}")
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Format:
     family: str  # "videomae", "videoswin", "timm-vit", "timm-beit"
     detect: Callable[[set[str]], bool]
     convert: Callable[[StateDict], StateDict]
+    loads_head: bool = True  # False: the source's head is for another task and is never loaded
     # image weights in timm's (or the release's) names: the model converts them with timm's own
     # functions (model.adapt_checkpoint), which need the model (position embedding sizes, ...)
     by_model: bool = False
@@ -278,8 +293,39 @@ def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
     sample = ", ".join(sorted(keys)[:5])
     raise ValueError(
         f"{path}: unrecognised checkpoint (keys like {sample}); supported: "
-        + "; ".join(f.name for f in FORMATS)
+        + "; ".join(f.name for f in FORMATS) + "; a vidpeft full fine-tuning run directory"
     )
+
+
+def run_dir(path: Path) -> Path | None:
+    """`path/best` or `path` when it holds adapter.json (a vidpeft-train work dir or a save_adapter folder)."""
+    return next((d for d in (path / "best", path) if (d / RUN_CONFIG).is_file()), None)
+
+
+def read_run(run: Path, path: Path) -> tuple[StateDict, Format]:
+    """A vidpeft run as a checkpoint: only a full fine-tuning run holds a whole backbone."""
+    from safetensors.torch import load_file
+
+    from vidpeft.backbones import backbone_info
+
+    spec = json.loads((run / RUN_CONFIG).read_text(encoding="utf-8"))
+    if spec["method"] != "full":
+        raise ValueError(f"{path}: a {spec['method']} run holds only its adapter; only a full fine-tuning run "
+                         "can serve as a backbone (use load_adapter to rebuild this model)")
+    family = backbone_info(spec["backbone"]).family
+    fmt = Format(f"vidpeft {spec['backbone']} full fine-tuning run", family, lambda keys: True, dict,
+                 loads_head=False)
+    return load_file(str(run / RUN_WEIGHTS)), fmt
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, Format]:
+    """The tensors of any supported source and the format they are in."""
+    path = Path(path)
+    run = run_dir(path) if path.is_dir() else None
+    if run is not None:
+        return read_run(run, path)
+    sd = read_state_dict(path)
+    return sd, detect_format(set(sd), path)
 
 
 # ---------------------------------------------------------------- loading
@@ -289,9 +335,9 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
 
     Works on a bare backbone or one with method wrappers (`.base_layer` is ignored in
     names). A shape mismatch is an error, except for a classification head with another
-    class count, which keeps its fresh initialisation and is listed as re-initialised."""
-    sd = read_state_dict(path)
-    fmt = detect_format(set(sd), path)
+    class count (or any head of a vidpeft run, trained for its own task), which keeps its
+    fresh initialisation and is listed as re-initialised."""
+    sd, fmt = read_checkpoint(path)
     family = getattr(model, "family", None)
     if family is not None and family != fmt.family:
         raise ValueError(f"{path}: a {fmt.name} checkpoint ({fmt.family}) cannot load into a {family} model")
@@ -302,23 +348,19 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
     own = model.state_dict()
-    by_canonical = {key.replace(BASE_LAYER, "."): key for key in own}
+    by_canonical = {canonical_key(key): key for key in own}
     report = LoadReport(str(path), fmt.name)
     to_load = {}
     for key, value in source.items():
         target = by_canonical.get(key)
         if target is None:
             report.unexpected.append(key)
-        elif value.shape == own[target].shape:
-            to_load[target] = value
-            report.loaded.append(key)
-        elif key in HEAD_KEYS:
+        elif key in HEAD_KEYS and (not fmt.loads_head or value.shape != own[target].shape):
             report.reinitialised.append(key)
         else:
-            raise ValueError(
-                f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
-                f"{tuple(own[target].shape)} in the model ({fmt.name}); is this the right model size?"
-            )
+            check_shape(str(path), key, value, own[target], f"is this the right model size ({fmt.name})?")
+            to_load[target] = value
+            report.loaded.append(key)
     if report.reinitialised:
         reset_head(model)
     model.load_state_dict(to_load, strict=False)
@@ -335,6 +377,6 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
 
 def reset_head(model: nn.Module) -> None:
     """Fresh initialisation of the head in place (keeps any wrapper and its requires_grad)."""
-    linear = getattr(model.head, "base_layer", model.head)
+    linear = getattr(model.head, BASE_LAYER, model.head)
     nn.init.trunc_normal_(linear.weight, std=0.02)
     nn.init.zeros_(linear.bias)

@@ -189,11 +189,23 @@ class FrameWiseVideo(VideoClassifier):
         for block in image.blocks:
             block.token_layout = block.attn.token_layout = self.token_layout
         self.token_grid: tuple[int, int, int] | None = None
+        # extra-token slot: None or a module called with the embedded tokens (N, L, C) that returns
+        # tokens (N or 1, P, C) put after the image model's own prefix tokens in every frame (prompts);
+        # they are dropped before timm's pooling
+        self.extra_tokens: nn.Module | None = None
         self.grad_checkpointing = False
 
     @property
     def blocks(self) -> nn.Module:
         return self.image.blocks
+
+    @property
+    def patch_embed(self) -> nn.Module:
+        return self.image.patch_embed
+
+    def final_norm(self) -> nn.Module:
+        """The norm before the head: timm's fc_norm when it pools first (BEiT), else its norm."""
+        return self.image.norm if isinstance(self.image.fc_norm, nn.Identity) else self.image.fc_norm
 
     def no_weight_decay(self) -> set[str]:
         return {PREFIX + name for name in self.image.no_weight_decay()} | {TEMPORAL}
@@ -220,8 +232,16 @@ class FrameWiseVideo(VideoClassifier):
         check_divisible(x, (1, *patch), self.timm_name)
         b, _, t, h, w = x.shape
         self.token_grid = self.token_layout.grid = (t, h // patch[0], w // patch[1])
-        tokens = self.embed(x.transpose(1, 2).flatten(0, 1))
-        tokens = self.encode(self.add_temporal(tokens, b, t))
+        tokens = self.add_temporal(self.embed(x.transpose(1, 2).flatten(0, 1)), b, t)
+        own = self.image.num_prefix_tokens
+        extra = 0
+        if self.extra_tokens is not None:
+            prompts = self.extra_tokens(tokens).to(tokens.dtype)
+            extra = prompts.shape[1]
+            tokens = torch.cat((tokens[:, :own], prompts.expand(tokens.shape[0], -1, -1), tokens[:, own:]), dim=1)
+        tokens = self.encode(tokens)
+        if extra:
+            tokens = torch.cat((tokens[:, :own], tokens[:, own + extra:]), dim=1)
         return self.image.forward_head(tokens, pre_logits=True).view(b, t, -1).mean(1)
 
     def adapt_checkpoint(self, sd: StateDict) -> StateDict:

@@ -98,6 +98,11 @@ class VideoMAE(VideoClassifier):
         self.head_drop = nn.Dropout(head_drop)
         self.head = nn.Linear(embed_dim, num_classes)
         self.token_grid: tuple[int, int, int] | None = None
+        # extra-token slot: None or a module called with the embedded patch tokens (B, N, C) that
+        # returns tokens (B or 1, L, C) to put first in the sequence (prompts); they take no part
+        # in the mean pooling. num_prefix_tokens counts them in the last forward (timm's name).
+        self.extra_tokens: nn.Module | None = None
+        self.num_prefix_tokens = 0
         self.grad_checkpointing = False
         self._pos_cache: dict[tuple, torch.Tensor] = {}
         self.apply(_init_weights)
@@ -108,14 +113,22 @@ class VideoMAE(VideoClassifier):
             self._pos_cache[key] = sincos_table(num_tokens, self.embed_dim).to(like)
         return self._pos_cache[key]
 
+    def final_norm(self) -> nn.Module:
+        return self.fc_norm
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.patch_embed.patch_size, "VideoMAE")
         x = self.patch_embed(x)
         self.token_grid = self.token_layout.grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
         x = x + self.position_table(x.shape[1], x)
+        self.num_prefix_tokens = 0
+        if self.extra_tokens is not None:
+            extra = self.extra_tokens(x).to(x.dtype)
+            x = torch.cat((extra.expand(x.shape[0], -1, -1), x), dim=1)
+            self.num_prefix_tokens = extra.shape[1]
         x = run_blocks(self.blocks, x, self.grad_checkpointing)
-        return self.fc_norm(x.mean(1))
+        return self.fc_norm(x[:, self.num_prefix_tokens:].mean(1))
 
 
 def _init_weights(m: nn.Module) -> None:
