@@ -23,9 +23,9 @@ CHANGES_OUTPUT_AT_INIT = {"prefix", "vpt", "mona"}  # Mona keeps the reference's
 # methods that unfreeze backbone tensors: which ones (every other method trains only what it adds)
 UNFROZEN = {
     "full": lambda model, name: True,
-    "bitfit": lambda model, name: name.rsplit(".", 1)[1] in ("bias", "q_bias", "v_bias",
+    "bitfit": lambda model, name: name.rsplit(".", 1)[-1] in ("bias", "q_bias", "v_bias",
                                                               "relative_position_bias_table"),
-    "norm": lambda model, name: isinstance(model.get_submodule(name.rsplit(".", 1)[0]), torch.nn.LayerNorm),
+    "norm": lambda model, name: isinstance(model.get_submodule(name.rpartition(".")[0]), torch.nn.LayerNorm),
     "partial": lambda model, name: any(name.startswith(prefix) for prefix in last_block_and_final_norm(model)),
     "aim": lambda model, name: name == "temporal_embed",  # besides its adapters, the temporal embedding
 }

@@ -190,13 +190,15 @@ IMAGE_FORMATS = [
     Format("vidpeft timm BEiT", "timm-beit", has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
     Format("vidpeft timm ViT", "timm-vit", has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
     Format("OpenAI CLIP / open_clip", "timm-vit",
-           has(r"^(module\.)?visual\.(class_embedding|trunk\.pos_embed|trunk\.blocks\.0\.norm1\.weight)$"), same, True),
+           has(r"^(module\.)?visual\.(class_embedding|trunk\.pos_embed|trunk\.blocks\.0\.norm1\.weight)$"), same,
+           by_model=True),
     Format("Google ViT .npz", "timm-vit", has(r"^(opt/target/|params/)?(Transformer/encoderblock|embedding/kernel)"),
-           same, True),
+           same, by_model=True),
     Format("official BEiT v2 pre-training", "timm-beit",
-           has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$", r"^(lm_head\.weight|mask_token)$"), same, True),
-    Format("timm / official BEiT", "timm-beit", has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$"), same, True),
-    Format("timm ViT", "timm-vit", timm_vit_keys, same, True),
+           has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$", r"^(lm_head\.weight|mask_token)$"), same, by_model=True),
+    Format("timm / official BEiT", "timm-beit", has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$"), same,
+           by_model=True),
+    Format("timm ViT", "timm-vit", timm_vit_keys, same, by_model=True),
 ]
 
 # Order matters: the first detector that matches wins.
