@@ -141,3 +141,39 @@ def test_grid_adapters_make_a_frame_order_blind_model_order_aware(method, option
     # temporal kernel's first-order effect except at the clip's ends, so one step leaves a small gap)
     gap = order_gap(model, x)
     assert (gap > 5e-5) if aware_after_a_step else (gap < 5e-6), gap
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(ValueError, match="st_positions: ffn; choose among attn, mlp"):
+        vidpeft.build_model("videomae-micro", "st-adapter", 4, st_positions=("attn", "ffn"))
+    with pytest.raises(ValueError, match="mona_conv: '4d'; choose 2d or 3d"):
+        vidpeft.build_model("videoswin-micro", "mona", 4, mona_conv="4d")
+
+
+def test_st_adapter_places_and_last_blocks():
+    model = vidpeft.build_model("videoswin-micro", "st-adapter", 4, st_positions=("attn", "mlp"), st_last_blocks=3)
+    placed = [(isinstance(b.pre_attn, STAdapter), isinstance(b.post_attn, STAdapter)) for b in blocks(model)]
+    assert placed == [(False, False)] * 5 + [(True, True)] * 3
+    widths = [b.pre_attn.fc1.out_features for b in list(blocks(model))[5:]]
+    assert widths == [32, 64, 64]  # half of each stage's width: 64 in stage 3, 128 in stage 4
+
+
+def test_motion_order_benchmark_runs_through_vidpeft_train(tmp_path, capsys):
+    """The training comparison quoted in the README, tiny: every method trains through vidpeft-train
+    on the generated direction task and the order-blind backbone is order-blind."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "motion_order.py"
+    spec = importlib.util.spec_from_file_location("motion_order", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--out", str(tmp_path), "--per-class", "4", "--epochs", "1", "--methods", "st-adapter,mona"])
+    out = capsys.readouterr().out
+    gap = float(out.split("reversed clip)| = ")[1].split()[0])
+    assert gap < 5e-6
+    rows = [line for line in out.splitlines() if line.startswith("| st-adapter |") or line.startswith("| mona |")]
+    assert len(rows) == 2
+    for method in ("st-adapter", "mona"):
+        spec = (tmp_path / "runs" / method / "best" / "adapter.json").read_text()
+        assert f'"method": "{method}"' in spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Iterator
 
+import torch
 from torch import nn
 
 from ..backbones.checkpoints import BASE_LAYER, canonical_key
@@ -90,3 +91,19 @@ def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> No
     if not isinstance(current, nn.Identity):
         raise ValueError(f"{method}: the block's {slot} slot already holds a {type(current).__name__}")
     setattr(block, slot, module)
+
+
+class GridResidual(nn.Module):
+    """x + branch(x) on a block's patch tokens seen as their (T, H, W) grid (class token, prompts kept
+    aside and returned unchanged); subclasses define `branch` on channels-last (B, T, H, W, C) grids."""
+
+    def __init__(self, layout) -> None:
+        super().__init__()
+        self.layout = layout  # the block's token_layout (a plain object, not a submodule)
+
+    def branch(self, grid: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid, extra = self.layout.to_grid(x)  # (B, C, T, H, W)
+        return self.layout.from_grid(grid + self.branch(grid.movedim(1, -1)).movedim(-1, 1), extra)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MethodConfig, block_width, blocks, fill_slot, register_method
+from .base import GridResidual, MethodConfig, block_width, blocks, fill_slot, register_method
 
 KERNELS = (3, 5, 7)
 TEMPORAL = {"2d": 1, "3d": 3}
@@ -59,10 +59,9 @@ class MultiCognitiveFilter(nn.Module):
         return g + F.linear(g, self.projector.weight.flatten(1), self.projector.bias)
 
 
-class Mona(nn.Module):
+class Mona(GridResidual):
     def __init__(self, layout, dim: int, width: int, temporal: int, dropout: float) -> None:
-        super().__init__()
-        self.layout = layout  # the block's token_layout (a plain object, not a submodule)
+        super().__init__(layout)
         self.norm = nn.LayerNorm(dim)
         self.gamma = nn.Parameter(torch.full((dim,), 1e-6))  # s1, the scale of LN(x)
         self.gammax = nn.Parameter(torch.ones(dim))  # s2, the scale of x
@@ -71,12 +70,9 @@ class Mona(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.project2 = nn.Linear(width, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid, extra = self.layout.to_grid(x)  # (B, C, T, H, W); class token / prompts kept aside
-        g = grid.movedim(1, -1)
-        h = self.adapter_conv(self.project1(self.norm(g) * self.gamma + g * self.gammax))
-        out = self.project2(self.dropout(F.gelu(h)))
-        return self.layout.from_grid(grid + out.movedim(-1, 1), extra)
+    def branch(self, grid: torch.Tensor) -> torch.Tensor:
+        h = self.adapter_conv(self.project1(self.norm(grid) * self.gamma + grid * self.gammax))
+        return self.project2(self.dropout(F.gelu(h)))
 
 
 @register_method("mona", MonaConfig, "multi-cognitive visual adapter (3/5/7 depthwise filters) after attention and MLP")

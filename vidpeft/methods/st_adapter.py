@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import MethodConfig, block_width, blocks, fill_slot, register_method
+from .base import GridResidual, MethodConfig, block_width, blocks, fill_slot, register_method
 
 POSITIONS = {"attn": "pre_attn", "mlp": "post_attn"}  # "before the MLP": after attention's residual add
 
@@ -29,20 +29,17 @@ class STAdapterConfig(MethodConfig):
         "help": "ST-Adapter in the last k blocks only (0 = every block)"})
 
 
-class STAdapter(nn.Module):
+class STAdapter(GridResidual):
     def __init__(self, layout, dim: int, width: int, kernel: int = 3) -> None:
-        super().__init__()
-        self.layout = layout  # the block's token_layout (a plain object, not a submodule)
+        super().__init__(layout)
         self.fc1 = nn.Linear(dim, width)
         self.conv = nn.Conv3d(width, width, (kernel, 1, 1), padding=(kernel // 2, 0, 0), groups=width)
         self.fc2 = nn.Linear(width, dim)
         for p in (self.conv.weight, self.conv.bias, self.fc1.bias, self.fc2.bias):
             nn.init.zeros_(p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid, extra = self.layout.to_grid(x)  # (B, C, T, H, W); class token / prompts kept aside
-        h = self.conv(self.fc1(grid.movedim(1, -1)).movedim(-1, 1))
-        return self.layout.from_grid(grid + self.fc2(h.movedim(1, -1)).movedim(-1, 1), extra)
+    def branch(self, grid: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.conv(self.fc1(grid).movedim(-1, 1)).movedim(1, -1))
 
 
 @register_method("st-adapter", STAdapterConfig, "depthwise temporal 3D convolution in a bottleneck before attention")
