@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -109,6 +110,17 @@ def prefix_kv(
     pk = pk.to(k.dtype).expand(rows, -1, -1, -1)
     pv = pv.to(v.dtype).expand(rows, -1, -1, -1)
     return torch.cat((k, pk), dim=2), torch.cat((v, pv), dim=2), pk.shape[2]
+
+
+def qkv_with_qv_bias(qkv: nn.Module, q_bias: torch.Tensor | None, v_bias: torch.Tensor | None,
+                     x: torch.Tensor) -> torch.Tensor:
+    """qkv(x) plus separate q and v biases (k has none), as VideoMAE and BEiT keep them."""
+    if q_bias is None:
+        return qkv(x)
+    bias = torch.cat((q_bias, torch.zeros_like(q_bias), v_bias))
+    if type(qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
+        return F.linear(x, qkv.weight, bias)
+    return qkv(x) + bias
 
 
 def stochastic_depth_rates(rate: float, depth: int) -> list[float]:

@@ -232,6 +232,9 @@ class VideoSwin(VideoClassifier):
                 x = stage.downsample(x)
         return self.norm(x).mean(dim=(1, 2, 3))
 
+    def final_norm(self) -> nn.Module:
+        return self.norm
+
     def no_weight_decay(self) -> set[str]:
         return {"relative_position_bias_table"}  # as the official Video Swin (and timm's Swin)
 

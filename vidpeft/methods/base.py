@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 from torch import nn
 
+from ..backbones.checkpoints import BASE_LAYER, canonical_key
 from ..registry import Registry
 
 if TYPE_CHECKING:
     from ..backbones import BackboneInfo
-
-BASE_LAYER = "base_layer"  # what a wrapper calls the module it wraps (peft's name)
 
 
 @dataclass
@@ -62,7 +61,7 @@ def register_method(name: str, config: type[MethodConfig], description: str):
 
 
 class Wrapper(nn.Module):
-    """A module that adds to another, kept as `base_layer` so backbone keys survive."""
+    """A module that adds to another, kept as `base_layer` (BASE_LAYER) so backbone keys survive."""
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
@@ -78,11 +77,6 @@ def blocks(model: nn.Module) -> Iterator[nn.Module]:
 
 def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
-
-
-def canonical_key(key: str) -> str:
-    """A parameter name as the unwrapped backbone spells it."""
-    return key.replace(f".{BASE_LAYER}.", ".")
 
 
 SLOTS = ("pre_attn", "post_attn", "post_mlp")  # residual-stream slots of every block, nn.Identity() when free
