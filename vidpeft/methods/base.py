@@ -79,7 +79,6 @@ def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
 
 
-SLOTS = ("pre_attn", "post_attn", "post_mlp")  # residual-stream slots of every block, nn.Identity() when free
 
 
 def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> None:
