@@ -79,8 +79,6 @@ def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
 
 
-
-
 def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> None:
     """Put `module` in a block's residual-stream slot; one-line error if the block has none or it is taken."""
     current = getattr(block, slot, None)
