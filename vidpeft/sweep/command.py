@@ -62,6 +62,7 @@ def check_argv(argv: list[str], where: str) -> None:
 
     parser = build_parser()
     parser.exit_on_error = False
+    parser.allow_abbrev = False  # a shortened flag in a grid file is a typo waiting to happen
     args = argv[argv.index(TRAIN_MODULE) + 1:] if TRAIN_MODULE in argv else argv[1:]
     try:
         _, unknown = parser.parse_known_args(args)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fileio import write_atomic
+from ..report import markdown_table
 from . import command
 from .grid import Cell, Dataset, Grid
 
@@ -25,6 +27,7 @@ class Interrupted(Exception):
 class Outcome:
     status: str  # done | finished-already | failed | refused | interrupted
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of the cell's processes: what the load does not change
     exit_code: int | None = None
     reason: str | None = None
     top1: float | None = None
@@ -95,7 +98,7 @@ def run_cell(cell: Cell, log: Path, position: str, previous_command: str | None)
     argv = cell.argv + command.RERUN_FLAGS[now]
     verb = {"new": "running", "resumable": "resuming from last.pt", "started": "restarting"}[now]
     print(f"{position} {cell.name}: {verb} (log {log})", flush=True)
-    begin = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), _children_cpu()
     with log.open("a", encoding="utf-8") as out:
         out.write(f"$ {shlex.join(argv)}\n")
         out.flush()
@@ -107,19 +110,24 @@ def run_cell(cell: Cell, log: Path, position: str, previous_command: str | None)
             print(f"{position} {cell.name}: interrupted (its last.pt is kept; rerun the sweep to resume)",
                   flush=True)
             raise
-    seconds = round(time.perf_counter() - begin, 1)
+    seconds, cpu = round(time.perf_counter() - begin, 1), round(_children_cpu() - cpu_begin, 1)
     if code == 0 and command.state(cell.work_dir) == "finished":
         top1 = _top1(cell.work_dir)
-        print(f"{position} {cell.name}: done in {seconds:.0f} s, top-1 {top1:.2f}%", flush=True)
-        return Outcome("done", seconds, code, top1=top1, resumed=now == "resumable")
+        print(f"{position} {cell.name}: done in {seconds:.0f} s ({cpu:.0f} CPU s), top-1 {top1:.2f}%", flush=True)
+        return Outcome("done", seconds, cpu, code, top1=top1, resumed=now == "resumable")
     reason = _error_line(log) or f"exit status {code}"
     print(f"{position} {cell.name}: FAILED (exit {code}): {reason}; log {log}", flush=True)
-    return Outcome("failed", seconds, code, reason)
+    return Outcome("failed", seconds, cpu, code, reason)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _stop(process: subprocess.Popen) -> None:
     """A Ctrl-C in the terminal reached the cell too; a signal sent to the sweep alone is passed on."""
-    for signum, grace in ((None, 5), (signal.SIGINT, 30), (signal.SIGKILL, None)):
+    for signum, grace in ((None, 0.2), (signal.SIGINT, 30), (signal.SIGKILL, None)):
         if signum is not None:
             process.send_signal(signum)
         try:
@@ -188,16 +196,18 @@ def summary(grid: Grid, results: list[tuple[Cell, Outcome]], seconds: float, loa
     count = {s: sum(o.status == s for _, o in results) for s in
              ("done", "finished-already", "failed", "refused", "interrupted")}
     resumed = sum(o.resumed for _, o in results)
+    cpu = sum(o.cpu_seconds for _, o in results)
     load_after = os.getloadavg()
     lines = [f"vidpeft-sweep {grid.path}: {len(grid.cells)} cells: {count['done']} run ({resumed} resumed), "
              f"{count['finished-already']} finished already, {count['failed']} failed, {count['refused']} "
-             f"refused, {count['interrupted']} interrupted; {seconds / 60:.1f} min; load average "
+             f"refused, {count['interrupted']} interrupted; {seconds / 60:.1f} min ({cpu / 60:.1f} CPU min of the "
+             f"cells); load average "
              f"{load_before[0]:.2f} before / {load_after[0]:.2f} after ({os.cpu_count()} CPUs)", "",
-             "| cell | status | seconds | top-1 |", "|---|---|--:|--:|"]
+             *markdown_table(["cell", "status", "seconds", "CPU s", "top-1"], [], "llrrr")]
     for cell, o in results:
         top1 = f"{o.top1:.2f}" if o.top1 is not None else "–"
         status = o.status + (" (resumed)" if o.resumed else "")
-        lines.append(f"| {cell.name} | {status} | {o.seconds:.0f} | {top1} |")
+        lines.append(f"| {cell.name} | {status} | {o.seconds:.0f} | {o.cpu_seconds:.0f} | {top1} |")
     for cell, o in results:
         if o.status in ("failed", "refused"):
             lines.append(f"{o.status}: {cell.name}: {o.reason}")
