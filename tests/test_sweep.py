@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from prep_helpers import tiny_motion_data
 
 from vidpeft.backbones import BACKBONES
-from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import sweep as sweep_cli
 from vidpeft.methods import METHODS
 from vidpeft.methods.base import Method, MethodConfig
 from vidpeft.sweep import load_grid
-from vidpeft.synthetic import make_dataset
 
 MICRO = ["videomae-micro", "videoswin-micro"]
 TINY = {"epochs": 5, "frames": 4, "stride": 2, "input-size": 32, "num-workers": 0, "batch-size": 4,
@@ -129,11 +128,7 @@ def test_grid_mistakes_get_one_line_errors(tmp_path, capsys, spec, message):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sweep")
-    make_dataset("k400", root / "raw", classes=2, per_class=5, size=(64, 48), frames=8, seed=1, plain=True)
-    assert prep_cli.main(["k400", "--src", str(root / "raw"), "--out", str(root / "data"), "--short-side", "0",
-                          "--no-progress"]) == 0
-    return root / "data"
+    return tiny_motion_data(tmp_path_factory.mktemp("sweep"))
 
 
 def statuses(root: Path) -> dict[str, str]:

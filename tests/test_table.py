@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prep_helpers import tiny_motion_data
 
-from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import table as table_cli
 from vidpeft.cli import train as train_cli
 from vidpeft.table import load_reference, ppt
-from vidpeft.synthetic import make_dataset
 
 
 def test_ppt_hand_computed():
@@ -46,11 +45,9 @@ def test_published_vpetl_rows_give_their_own_ppt():
 def run_dir(tmp_path_factory) -> Path:
     """A real finished vidpeft-train run (AdaptFormer on the micro VideoMAE, 1 epoch)."""
     root = tmp_path_factory.mktemp("table")
-    make_dataset("k400", root / "raw", classes=2, per_class=5, size=(64, 48), frames=8, seed=1, plain=True)
-    assert prep_cli.main(["k400", "--src", str(root / "raw"), "--out", str(root / "data"), "--short-side", "0",
-                          "--no-progress"]) == 0
     work = root / "run"
-    assert train_cli.main(["--backbone", "videomae-micro", "--method", "adaptformer", "--data", str(root / "data"),
+    assert train_cli.main(["--backbone", "videomae-micro", "--method", "adaptformer", "--data",
+                           str(tiny_motion_data(root)),
                            "--work-dir", str(work), "--epochs", "1", "--frames", "4", "--stride", "2",
                            "--input-size", "32", "--num-workers", "0", "--batch-size", "4", "--clips", "2",
                            "--crops", "3"]) == 0

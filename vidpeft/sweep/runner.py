@@ -79,7 +79,9 @@ def run_grid(grid: Grid) -> list[tuple[Cell, Outcome]]:
                 outcome = run_cell(cell, grid.root / "logs" / f"{cell.name}.log", position,
                                    previous.get(cell.name))
             except Interrupted:
-                results.append((cell, Outcome("interrupted", reason="interrupted; rerun to resume")))
+                finished = command.state(cell.work_dir) == "finished"  # the signal came as the cell ended
+                results.append((cell, Outcome("done", top1=_top1(cell.work_dir)) if finished else
+                                Outcome("interrupted", reason="interrupted; rerun to resume")))
                 write_status(grid, results, started, load_before)
                 raise
             results.append((cell, outcome))

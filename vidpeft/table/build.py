@@ -19,6 +19,10 @@ def ppt(top1: float, trainable: int | float) -> float:
     return top1 / 100 * math.exp(-math.log10(trainable / PPT_SCALE + 1))
 
 
+def sample_std(values: list[float]) -> float | None:
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
 @dataclass
 class Score:
     """One row's runs on one dataset."""
@@ -36,7 +40,7 @@ class Score:
 
     @property
     def top1_std(self) -> float | None:
-        return statistics.stdev(self.top1) if len(self.top1) > 1 else None
+        return sample_std(self.top1)
 
     @property
     def top5_mean(self) -> float:
@@ -44,7 +48,7 @@ class Score:
 
     @property
     def top5_std(self) -> float | None:
-        return statistics.stdev(self.top5) if len(self.top5) > 1 else None
+        return sample_std(self.top5)
 
     @property
     def ppt(self) -> float:

@@ -18,10 +18,6 @@ def _mean_std(mean: float, std: float | None, n: int) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f} ({n})"
 
 
-def _millions(n: float) -> str:
-    return f"{n / 1e6:.2f}M"
-
-
 def _varying(table: Table) -> list[str]:
     common = table.common_setting
     return [k for k, _ in (table.rows[0].setting if table.rows else ()) if k not in common]
@@ -57,6 +53,7 @@ def markdown(table: Table, unfinished: list[dict] = ()) -> str:
         lines += ["", f"rows differ in {', '.join(varying)}: runs are averaged only within a row"]
     if table.reference:
         lines += ["", *reference_lines(table)]
+    lines += [""] if unfinished else []
     for cell in unfinished:
         lines.append(f"not in the table: {cell['name']}: {cell.get('status')}"
                      + (f" ({cell['reason']})" if cell.get("reason") else ""))
@@ -72,7 +69,7 @@ def reference_lines(table: Table) -> list[str]:
         return lines
     names = list(ref["datasets"].values())
     header = ["backbone", "method", "trainable", *(f"{n} {k}" for n in names for k in ("top-1", "PPT"))]
-    rows = [[f"{p['model']} ({p['backbone']})", p["method"], f"{p['params_m']:.2f}M",
+    rows = [[f"{p['model']} ({p['backbone']})", p["method"], f"{p['params_m']:.2f}M" if p["params_m"] else "0",
              *(v for d in ref["datasets"] for v in (f"{p[d]['top1']:.2f}",
                                                      "–" if p[d]["ppt"] is None else f"{p[d]['ppt']:.2f}"))]
             for p in table.unmatched_reference]
