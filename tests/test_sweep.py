@@ -66,6 +66,9 @@ def test_grid_expands_every_registered_method_and_records_refusals(tmp_path, ref
     assert lora4.name == "motion__videomae-micro__lora-rank4__seed0"
     assert lora4.argv[:2] == ["vidpeft-train", "--backbone"] and "--rank" in lora4.argv
     assert lora4.work_dir == tmp_path / "sweep" / lora4.name
+    ddp = load_grid(str(tmp_path / "g.yaml"), nproc_per_node=2).cells[0].argv
+    assert ddp[:6] == ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "vidpeft.cli.train"]
+    assert ddp[6:] == grid.cells[0].argv[1:]
 
 
 def case_lines(script: str) -> list[list[str]]:

@@ -122,27 +122,38 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def plot(table: Table, path: Path) -> None:
-    """Top-1 against trainable parameters (symmetric log axis, so 0 fits), one panel per dataset, one
-    marker per method, a colour per backbone, the Pareto front dashed; published rows hollow."""
+    """Top-1 against trainable parameters (log axis; methods that train nothing sit at a tick marked 0, a
+    decade left of the others), one panel per dataset, one marker per method, a colour per backbone, the
+    Pareto front dashed; published rows of the reference hollow."""
     plt = pyplot()
     methods = list(dict.fromkeys(r.label for r in table.rows))
     backbones = list(dict.fromkeys(r.backbone for r in table.rows))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    positive = [r.trainable for r in table.rows if r.trainable > 0]
+    zero = 10 ** (math.floor(math.log10(min(positive))) - 1) if positive else 1.0
     fig, axes = plt.subplots(1, len(table.datasets), figsize=(6.4 * len(table.datasets), 4.8), squeeze=False)
     for ax, dataset in zip(axes[0], table.datasets):
         points = []
         for row in (r for r in table.rows if dataset in r.scores):
             s: Score = row.scores[dataset]
+            x = row.trainable or zero
             marker = MARKERS[methods.index(row.label) % len(MARKERS)]
             colour = colours[backbones.index(row.backbone) % len(colours)]
-            ax.errorbar(row.trainable, s.top1_mean, yerr=s.top1_std or 0, fmt=marker, color=colour, ms=7, capsize=3)
-            points.append((row.trainable, s.top1_mean))
+            ax.errorbar(x, s.top1_mean, yerr=s.top1_std or 0, fmt=marker, color=colour, ms=7, capsize=3)
+            points.append((x, s.top1_mean))
             if s.reference:
-                ax.plot(row.trainable, s.reference["top1"], marker, mfc="none", color=colour, ms=9)
+                ax.plot(x, s.reference["top1"], marker, mfc="none", color=colour, ms=9)
+        ax.set_xscale("log")
+        ax.margins(x=0.08, y=0.1)
         front = pareto(points)
-        ax.step([x for x, _ in front], [y for _, y in front], where="post", ls="--", color="grey", lw=1)
-        ax.set_xscale("symlog", linthresh=1e3)
-        ax.set_xlim(left=0)
+        right = ax.get_xlim()[1]
+        ax.step([x for x, _ in front] + [right], [y for _, y in front] + [front[-1][1]], where="post", ls="--",
+                color="grey", lw=1)
+        ax.set_xlim(right=right)
+        if not positive or min(r.trainable for r in table.rows) == 0:
+            ax.set_xticks([t for t in ax.get_xticks() if t > zero * 5] + [zero])
+            ax.set_xticklabels([f"$10^{{{round(math.log10(t))}}}$" for t in ax.get_xticks()[:-1]] + ["0"])
+            ax.set_xlim(zero / 2, right)
         ax.set_xlabel("trainable parameters (head excluded)")
         ax.set_ylabel("top-1 (%)")
         ax.set_title(dataset, fontsize=10)

@@ -86,18 +86,21 @@ def _text(value) -> str:
 
 
 def _setting(result: dict, cfg: dict, data_root: Path, lists: dict) -> tuple[tuple[str, str], ...]:
-    views = result["views"]
-    sampling = f"stride {views['stride']}" if "stride" in views else f"{views.get('segments')} segments"
+    views = dict(result["views"])
+    sampling = f"stride {views.pop('stride')}" if "stride" in views else f"{views.pop('segments', '?')} segments"
     size = (cfg.get("data") or {}).get("input_size")
-    return (("clip", f"{views['frames']} frames, {sampling}" + (f", {size} px" if size else "")),
-            ("views", f"{views['clips']} clips x {views['crops']} crops"),
-            ("selection", _selection(result.get("model_selection", ""), data_root, lists)))
+    clip = f"{views.pop('frames')} frames, {sampling}" + (f", {size} px" if size else "")
+    tested = f"{views.pop('clips')} clips x {views.pop('crops')} crops"
+    tested += "".join(f", {k} {v}" for k, v in sorted(views.items()))  # any other view setting, e.g. temporal
+    return (("clip", clip), ("views", tested), ("selection", _selection(result, data_root, lists)))
 
 
-def _selection(text: str, data_root: Path, lists: dict) -> str:
-    """How the tested checkpoint was chosen, saying so when the validation list is the test list."""
-    if text.startswith("last epoch"):
+def _selection(result: dict, data_root: Path, lists: dict) -> str:
+    """How the tested checkpoint was chosen, saying so when it was chosen on the test videos."""
+    if result.get("model_selection", "").startswith("last epoch"):
         return "last epoch"
+    if result.get("selected_on_test"):
+        return "best epoch on the test videos"
     val, test = (data_root / lists.get(k, f"{k}.csv") for k in ("val", "test"))
     try:
         same = sorted(val.read_text(encoding="utf-8").split()) == sorted(test.read_text(encoding="utf-8").split())
