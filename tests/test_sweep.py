@@ -157,7 +157,8 @@ def test_interrupted_sweep_finishes_on_rerun_and_reports_failed_cells(data, tmp_
     assert not (root / second / "eval.json").exists()
     finished = (root / first / "eval.json").stat().st_mtime_ns
 
-    rerun = subprocess.run([*sweep_command(), str(grid)], env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run([*sweep_command(), str(grid), "--follow"], env=env, capture_output=True, text=True,
+                           timeout=600)
     assert rerun.returncode == 1, rerun.stderr  # the missing dataset's cells failed; the others finished
     assert f"{first}: finished already, not rerun" in rerun.stdout
     assert f"{second}: resuming from last.pt" in rerun.stdout
@@ -165,6 +166,7 @@ def test_interrupted_sweep_finishes_on_rerun_and_reports_failed_cells(data, tmp_
     epochs = [line.split(",")[0] for line in (root / second / "log.csv").read_text().splitlines()[1:]]
     assert epochs == ["1", "2", "3", "4", "5"]
     assert "resuming" in (root / "logs" / f"{second}.log").read_text()
+    assert "unreadable: 0; checkpoint" in rerun.stdout  # --follow: vidpeft-train's own summary line
     assert statuses(root) == {first: "finished-already", second: "done", failing[0]: "failed", failing[1]: "failed"}
     for name in failing:
         assert re.search(rf"^failed: {name}: error: .*no-such-data: no such data folder", rerun.stdout, re.M)

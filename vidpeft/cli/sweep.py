@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the cells as a shell script or a SLURM job-array script (one cell per array "
                         "index) instead of running them")
     parser.add_argument("--script", help="where --emit writes (default ROOT/sweep.sh or ROOT/sweep.sbatch)")
+    parser.add_argument("--follow", action="store_true",
+                        help="show each cell's output here too (it always goes to ROOT/logs/<cell>.log)")
     parser.add_argument("--root", help="the sweep's folder (default: the grid's root:, else sweeps/<grid name>)")
     parser.add_argument("--nproc-per-node", type=int,
                         help="run each cell under torchrun with N processes (default: the grid's launcher:)")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started, load_before = time.perf_counter(), os.getloadavg()
     try:
-        results = run_grid(grid)
+        results = run_grid(grid, follow=args.follow)
     except Interrupted:
         print("vidpeft-sweep: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

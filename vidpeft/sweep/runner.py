@@ -7,6 +7,7 @@ import resource
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def generate(dataset: Dataset) -> None:
         raise RuntimeError(f"vidpeft-prep failed for dataset {dataset.name} ({raw})")
 
 
-def run_grid(grid: Grid) -> list[tuple[Cell, Outcome]]:
+def run_grid(grid: Grid, follow: bool = False) -> list[tuple[Cell, Outcome]]:
     """Every cell in order; the outcomes are also written to ROOT/sweep.json after each cell."""
     grid.root.mkdir(parents=True, exist_ok=True)
     (grid.root / "logs").mkdir(exist_ok=True)
@@ -77,7 +78,7 @@ def run_grid(grid: Grid) -> list[tuple[Cell, Outcome]]:
             position = f"[{runnable.index(cell) + 1}/{len(runnable)}]"
             try:
                 outcome = run_cell(cell, grid.root / "logs" / f"{cell.name}.log", position,
-                                   previous.get(cell.name))
+                                   previous.get(cell.name), follow)
             except Interrupted:
                 finished = command.state(cell.work_dir) == "finished"  # the signal came as the cell ended
                 results.append((cell, Outcome("done", top1=_top1(cell.work_dir)) if finished else
@@ -89,7 +90,7 @@ def run_grid(grid: Grid) -> list[tuple[Cell, Outcome]]:
     return results
 
 
-def run_cell(cell: Cell, log: Path, position: str, previous_command: str | None) -> Outcome:
+def run_cell(cell: Cell, log: Path, position: str, previous_command: str | None, follow: bool = False) -> Outcome:
     now = command.state(cell.work_dir)
     if now == "finished":
         note = ""
@@ -101,11 +102,17 @@ def run_cell(cell: Cell, log: Path, position: str, previous_command: str | None)
     verb = {"new": "running", "resumable": "resuming from last.pt", "started": "restarting"}[now]
     print(f"{position} {cell.name}: {verb} (log {log})", flush=True)
     begin, cpu_begin = time.perf_counter(), _children_cpu()
-    with log.open("a", encoding="utf-8") as out:
-        out.write(f"$ {shlex.join(argv)}\n")
+    with log.open("ab") as out:
+        out.write(f"$ {shlex.join(argv)}\n".encode())
         out.flush()
-        process = subprocess.Popen(command.local_argv(argv), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command.local_argv(argv), stdout=subprocess.PIPE if follow else out,
+                                   stderr=subprocess.STDOUT)
         try:
+            if follow:  # the cell's output on the terminal too (progress bars included)
+                for chunk in iter(lambda: process.stdout.read1(1 << 16), b""):
+                    out.write(chunk)
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
             code = process.wait()
         except Interrupted:
             _stop(process)
