@@ -171,3 +171,18 @@ def test_interrupted_sweep_finishes_on_rerun_and_reports_failed_cells(data, tmp_
     for name in failing:
         assert re.search(rf"^failed: {name}: error: .*no-such-data: no such data folder", rerun.stdout, re.M)
     assert "4 cells: 1 run (1 resumed), 1 finished already, 2 failed" in rerun.stdout
+
+
+def test_finished_cells_are_never_rerun_even_when_the_grid_changed(tmp_path, capsys):
+    from vidpeft.sweep import run_grid
+
+    spec = dict(root=str(tmp_path / "sweep"), backbones=["videomae-micro"], methods=["linear"],
+                datasets={"d": str(tmp_path / "data")}, train=TINY)
+    cell = load_grid(str(write_grid(tmp_path / "g.yaml", **spec))).cells[0]
+    cell.work_dir.mkdir(parents=True)
+    (cell.work_dir / "eval.json").write_text('{"top1": 61.5}')
+    (tmp_path / "sweep" / "sweep.json").write_text(json.dumps({"cells": [{"name": cell.name, "command": "old"}]}))
+    [(_, outcome)] = run_grid(load_grid(str(tmp_path / "g.yaml")))
+    assert outcome.status == "finished-already" and outcome.top1 == 61.5
+    assert "recorded command differs" in outcome.reason and "not rerun" in capsys.readouterr().out
+    assert statuses(tmp_path / "sweep") == {cell.name: "finished-already"}

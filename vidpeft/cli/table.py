@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset, the Pareto front dashed) into --out.")
     parser.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_SWEEP", help="work dirs or sweep roots")
     parser.add_argument("--out", help="where the files go (default: the folder given, when only one is)")
-    parser.add_argument("--reference", choices=["vpetl"],
+    from ..table import REFERENCES
+
+    parser.add_argument("--reference", choices=sorted(REFERENCES),
                         help="put the published V-PETL Bench video rows next to ours, with the difference")
     return parser
 
