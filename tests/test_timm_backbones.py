@@ -318,3 +318,25 @@ def test_mmaction_plugin_takes_an_image_backbone(clip_checkpoint):
         features = backbone(x)
     assert features.shape == (1, 64, 1, 1, 1)
     torch.testing.assert_close(features.flatten(), image_features(reference, x).mean(1).flatten(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["clip-micro", "beitv2-micro"])
+def test_shallow_prompts_follow_the_class_token_and_are_not_pooled(name):
+    """Shallow VPT: each frame's sequence is [class, prompts, patches] in every block (BEiT's relative
+    bias leaves the prompt rows and columns at zero); the prompts' outputs are dropped before pooling."""
+    torch.manual_seed(0)
+    model = vidpeft.build_model(name, "vpt", NUM_CLASSES, vpt_mode="shallow", prompt_length=3,
+                                backbone_options={"img_size": SIZE}).eval()
+    seen = []
+    model.blocks[1].register_forward_pre_hook(lambda blk, args: seen.append(args[0]))
+    x = clip((2, 3, 2, SIZE, SIZE))
+    with torch.no_grad():
+        with_prompts = model.forward_features(x)
+        assert seen[0].shape == (2 * 2, 1 + 3 + 16, model.num_features)
+        grid, extra = model.blocks[1].token_layout.to_grid(seen[0])
+        assert grid.shape == (2, model.num_features, 2, 4, 4) and extra.shape[1] == 4
+        prompts = model.extra_tokens
+        model.extra_tokens = None
+        without = model.forward_features(x)
+        model.extra_tokens = prompts
+    assert with_prompts.shape == without.shape and not torch.allclose(with_prompts, without, atol=1e-4)
