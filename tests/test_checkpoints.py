@@ -79,8 +79,8 @@ def videomae_ref(tmp_path_factory):
 @pytest.mark.parametrize("fmt, expected", [
     ("hf-safetensors-dir", "Hugging Face transformers VideoMAE"),
     ("hf-bin-file", "Hugging Face transformers VideoMAE"),
-    ("official-model", "official VideoMAE fine-tuning"),
-    ("official-module", "official VideoMAE fine-tuning"),
+    ("official-model", "VideoMAE fine-tuning (official release or vidpeft names)"),
+    ("official-module", "VideoMAE fine-tuning (official release or vidpeft names)"),
     ("mmaction2", "mmaction2 VideoMAE"),
 ])
 def test_videomae_formats_match_transformers(videomae_ref, fmt, expected):
@@ -140,7 +140,7 @@ def swin_ref(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt, expected", [
     ("torchvision", "torchvision swin3d"),
-    ("official", "official Video Swin"),
+    ("official", "Video Swin (official release or vidpeft names)"),
     ("mmaction2", "mmaction2 Video Swin"),
 ])
 def test_videoswin_formats_match_torchvision(swin_ref, fmt, expected):
@@ -233,7 +233,7 @@ def test_shape_mismatch_names_the_key(videomae_ref):
 
 def test_family_mismatch_is_an_error(swin_ref):
     _, _, files = swin_ref
-    with pytest.raises(ValueError, match="official Video Swin checkpoint .* cannot load into a videomae model"):
+    with pytest.raises(ValueError, match="a videoswin checkpoint .* cannot load into a videomae model"):
         load_pretrained(build_backbone("videomae-micro", NUM_CLASSES), files["official"])
 
 

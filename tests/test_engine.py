@@ -79,12 +79,17 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0001
     labels = (data / "labels.txt").read_text().splitlines()
     assert all(labels[p["label_id"]] == p["label"] for p in prediction["predictions"])
-    missing = tmp_path / "no such clip.mp4"
-    assert predict_cli.main([str(video), str(missing), "--work-dir", str(work)]) == 1
+    broken = tmp_path / "broken clip.mp4"
+    broken.write_bytes(os.urandom(3000))
+    assert predict_cli.main([str(video), str(broken), "--work-dir", str(work)]) == 1
     captured = capsys.readouterr()
     assert str(video) in captured.out and labels[prediction["predictions"][0]["label_id"]] in captured.out
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and str(missing) in errors[0]
+    assert len(errors) == 1 and str(broken) in errors[0] and "from the list" not in errors[0]
+    # a file that is not there is an argument error (exit 2, like every other), before any work
+    missing = tmp_path / "no such clip.mp4"
+    assert predict_cli.main([str(video), str(missing), "--work-dir", str(work)]) == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such video file\n"
 
 
 def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):
@@ -96,9 +101,13 @@ def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):
     broken.write_bytes(os.urandom(5000))
     listing = tmp_path / "with_broken.csv"
     listing.write_text((data / "test.csv").read_text() + f"{broken} 0\n")
+    run_eval = (work / "eval.json").read_text()
     assert test_cli.main(["--work-dir", str(work), "--list", str(listing), "--data", str(data)]) == 0
-    result = json.loads((work / "eval.json").read_text())
+    result = json.loads((work / "eval_with_broken_2x3.json").read_text())
     assert result["unreadable"] == [str(broken)] and result["videos"] == 8
+    # the run's own eval.json stays; the new file says how the checkpoint was chosen
+    assert (work / "eval.json").read_text() == run_eval
+    assert result["model_selection"] == "last epoch (1), validation off"
 
 
 def test_unreadable_training_video_is_skipped_or_fatal_with_strict(data, tmp_path, capsys):

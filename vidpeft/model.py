@@ -13,6 +13,7 @@ from torch import nn
 from .backbones import BACKBONES
 from .backbones.checkpoints import LoadReport
 from .backbones.checkpoints import load_pretrained as load_checkpoint
+from .errors import MissingFile, UserError
 from .fileio import write_atomic
 from .methods import METHODS, canonical_key
 
@@ -93,13 +94,13 @@ def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], sourc
     unexpected = sorted(set(tensors) - set(params))
     missing = sorted(k for k in adapter_state_dict(model) if k not in tensors)
     if unexpected or missing:
-        raise ValueError(
+        raise UserError(
             f"{source}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
             "was it saved for another backbone or method?")
     with torch.no_grad():
         for key, value in tensors.items():
             if params[key].shape != value.shape:
-                raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}, "
+                raise UserError(f"{source}: {key} has shape {tuple(value.shape)}, "
                                  f"the model expects {tuple(params[key].shape)}")
             params[key].copy_(value)
 
@@ -120,7 +121,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, **spec_updates)
 def read_spec(directory: str | os.PathLike) -> ModelSpec:
     path = Path(directory) / ADAPTER_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no adapter.json here; pass a directory written by save_adapter")
+        raise MissingFile(f"{path}: no adapter.json here; pass a directory written by save_adapter")
     return ModelSpec(**json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -133,10 +134,10 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
         return load_checkpoint(model, path)
     spec = read_spec(run)
     if spec.method != "full":
-        raise ValueError(f"{path}: a {spec.method} run holds only its adapter; only a full fine-tuning run "
+        raise UserError(f"{path}: a {spec.method} run holds only its adapter; only a full fine-tuning run "
                          "can serve as a backbone (use load_adapter to rebuild this model)")
     if spec.backbone.split("-")[0] != getattr(model, "family", spec.backbone.split("-")[0]):
-        raise ValueError(f"{path}: trained a {spec.backbone}, which cannot load into a {model.family} model")
+        raise UserError(f"{path}: trained a {spec.backbone}, which cannot load into a {model.family} model")
     tensors = load_file(str(run / ADAPTER_WEIGHTS))
     params = {canonical_key(name): p for name, p in model.named_parameters()}
     report = LoadReport(str(path), f"vidpeft {spec.backbone} full fine-tuning run")
@@ -147,7 +148,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
             elif key not in params:
                 report.unexpected.append(key)
             elif params[key].shape != value.shape:
-                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)} in the run but "
+                raise UserError(f"{path}: {key} has shape {tuple(value.shape)} in the run but "
                                  f"{tuple(params[key].shape)} in the model; is this the right model size?")
             else:
                 params[key].copy_(value)
@@ -166,7 +167,7 @@ def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | N
     backbone_weights = pretrained if pretrained is not None else spec.pretrained
     if backbone_weights is not None:
         if not Path(backbone_weights).exists():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"{backbone_weights}: the backbone this adapter was trained on is not there; "
                 "pass load_adapter(..., pretrained=PATH) (or --pretrained) with the same checkpoint")
         load_pretrained(model, backbone_weights)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from vidpeft.errors import UnknownName
+
 T = TypeVar("T")
 
 
@@ -24,7 +26,7 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(
+            raise UnknownName(
                 f"unknown {self.kind} {name!r}: choose one of {', '.join(sorted(self._items))}"
             ) from None
 

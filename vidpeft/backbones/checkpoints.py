@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vidpeft.errors import MissingFile, UserError
+
 StateDict = dict[str, torch.Tensor]
 HEAD_KEYS = ("head.weight", "head.bias")
 # what a method wrapper calls the module it wraps (peft's name); stripped from model keys
@@ -162,12 +164,12 @@ FORMATS = [
     Format("mmaction2 VideoMAE", "videomae",
            has(r"^backbone\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.blocks\.\d+\.mlp\.layers\."),
            mmaction_videomae),
-    Format("official VideoMAE fine-tuning", "videomae", has(r"^blocks\.\d+\.attn\.qkv\.weight$"),
+    Format("VideoMAE fine-tuning (official release or vidpeft names)", "videomae", has(r"^blocks\.\d+\.attn\.qkv\.weight$"),
            official_videomae),
     Format("mmaction2 Video Swin", "videoswin",
            has(r"^backbone\.layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.norm3\.weight$"),
            mmaction_videoswin),
-    Format("official Video Swin", "videoswin", has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"),
+    Format("Video Swin (official release or vidpeft names)", "videoswin", has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"),
            official_videoswin),
     Format("torchvision swin3d", "videoswin", has(r"^features\.0\.\d+\.attn\.qkv\.weight$"), torchvision_swin3d),
 ]
@@ -186,9 +188,9 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         for name in ("model.safetensors", "pytorch_model.bin"):
             if (path / name).is_file():
                 return read_state_dict(path / name)
-        raise FileNotFoundError(f"{path}: directory has neither model.safetensors nor pytorch_model.bin")
+        raise MissingFile(f"{path}: directory has neither model.safetensors nor pytorch_model.bin")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise MissingFile(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -200,21 +202,22 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     except pickle.UnpicklingError as err:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if unsafe is None:
-            raise ValueError(f"{path}: not a readable PyTorch checkpoint; check the download") from None
-        raise ValueError(
+            raise UserError(f"{path}: not a readable PyTorch checkpoint; check the download") from None
+        raise UserError(
             f"{path}: refused to load: it holds a pickled Python object ({unsafe.group(1)}) and loading it "
             "could run code; if you trust the file, re-save only its tensors (its state_dict) with "
             "torch.save or safetensors"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); check the download") from None
+    except Exception as err:  # noqa: BLE001 - whatever a damaged or foreign file makes torch.load raise
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({why}); check the download") from None
     while isinstance(obj, dict):
         nested = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
         if nested is None:
             break
         obj = nested
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: holds no state dict of tensors (looked under {', '.join(NESTED)})")
+        raise UserError(f"{path}: holds no state dict of tensors (looked under {', '.join(NESTED)})")
     return obj
 
 
@@ -223,7 +226,7 @@ def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
         if fmt.detect(keys):
             return fmt
     sample = ", ".join(sorted(keys)[:5])
-    raise ValueError(
+    raise UserError(
         f"{path}: unrecognised checkpoint (keys like {sample}); supported: "
         + "; ".join(f.name for f in FORMATS)
     )
@@ -241,7 +244,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     fmt = detect_format(set(sd), path)
     family = getattr(model, "family", None)
     if family is not None and family != fmt.family:
-        raise ValueError(f"{path}: a {fmt.name} checkpoint ({fmt.family}) cannot load into a {family} model")
+        raise UserError(f"{path}: this is a {fmt.family} checkpoint ({fmt.name} format), which cannot load "
+                        f"into a {family} model; pass a {family} checkpoint")
     source = fmt.convert(sd)
     own = model.state_dict()
     by_canonical = {key.replace(BASE_LAYER, "."): key for key in own}
@@ -257,7 +261,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
         elif key in HEAD_KEYS:
             report.reinitialised.append(key)
         else:
-            raise ValueError(
+            raise UserError(
                 f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
                 f"{tuple(own[target].shape)} in the model ({fmt.name}); is this the right model size?"
             )

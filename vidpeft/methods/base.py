@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 from torch import nn
 
+from ..errors import UnknownOption, UserError
 from ..registry import Registry
 
 BASE_LAYER = "base_layer"  # what a wrapper calls the module it wraps (peft's name)
@@ -29,8 +30,11 @@ class MethodConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
-            raise TypeError(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
-        return cls(**options)
+            raise UnknownOption(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
+        try:
+            return cls(**options)
+        except ValueError as error:  # a method's own check of its option values
+            raise UserError(f"method {method!r}: {error}") from None
 
 
 @dataclass(frozen=True)
