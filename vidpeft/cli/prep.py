@@ -52,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS, help="which dataset --src holds")
     p.add_argument("--src", type=Path, required=True, metavar="RAW", help="the raw download (read only)")
-    p.add_argument("--out", type=Path, required=True, help="where to write videos and lists")
+    p.add_argument("--out", type=Path, help="where to write videos and lists (default: data/DATASET, "
+                   "where vidpeft-train looks when --data is not given)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="parallel conversions (default: all cores)")
     p.add_argument("--short-side", type=int, default=None, metavar="S",
@@ -87,6 +88,7 @@ def _summary(report: dict, out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     module = DATASETS[args.dataset]
+    args.out = args.out or Path("data") / args.dataset
     if not args.src.is_dir():
         print(f"vidpeft-prep: --src {args.src}: no such folder", file=sys.stderr)
         return EXIT_USAGE

@@ -161,6 +161,7 @@ def build_loader(
 
 
 def worker_init(_: int) -> None:
-    """Loader workers leave SIGTERM to the main process, which stops the run cleanly (a scheduler may
-    signal the whole process group)."""
+    """Loader workers leave SIGTERM and Ctrl-C to the main process, which stops the run cleanly and
+    then shuts them down (a scheduler or a terminal signals the whole process group)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
