@@ -135,7 +135,14 @@ def test_bad_input_gets_one_line_errors(data, tmp_path, capsys):
     assert train(data, tmp_path / "w", "--pretrained", str(bad)) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(bad) in errors[0]
+    notes = tmp_path / "notes.pth"  # text saved under a checkpoint's name
+    notes.write_text("lr 0.1 was too high\ntry 0.05 next\n")
+    assert train(data, tmp_path / "w", "--pretrained", str(notes)) == 2
+    assert capsys.readouterr().err.startswith(f"error: {notes}: not a readable PyTorch checkpoint")
+    assert not (tmp_path / "w").exists()
     assert test_cli.main(["--work-dir", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing'}: no such work dir; pass the --work-dir of a " \
+        "vidpeft-train run\n"
 
 
 def test_a_work_dir_holding_a_run_is_refused_unless_overwrite(data, tmp_path, capsys):

@@ -226,3 +226,13 @@ def test_the_specified_usage_lines_work_in_a_fresh_folder(tmp_path, monkeypatch,
     assert train_cli.main(["--backbone", "videoswin-micro", "--method", "bapat", *tiny]) == 2
     assert capsys.readouterr().err == ("error: no --data given and 2 datasets under data/ (data/k400, data/ssv2); "
                                        "choose one with --data\n")
+
+
+def test_bench_checks_its_optional_packages_before_measuring(monkeypatch, capsys, tmp_path):
+    from vidpeft.cli import bench as bench_cli
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the bench extra were not installed
+    started = time.perf_counter()
+    assert bench_cli.main(["--quick", "--no-peft", "--out", str(tmp_path / "bench")]) == 2
+    assert time.perf_counter() - started < 30 and not (tmp_path / "bench").exists()
+    assert capsys.readouterr().err == "error: vidpeft-bench needs matplotlib: pip install 'vidpeft[bench]'\n"
