@@ -66,3 +66,32 @@ def test_output_size_keeps_aspect_and_even_sides():
     assert output_size(340, 256, 320) == (426, 320)
     assert output_size(480, 640, 320) == (320, 426)
     assert output_size(320, 240, 320) == (426, 320)
+
+
+def test_display_rotation_is_applied(tmp_path, capsys):
+    """A phone clip stored 96x54 with a 90-degree display matrix comes out 54x96, as players show it."""
+    import av
+    import numpy as np
+
+    src, out = tmp_path / "raw", tmp_path / "out"
+    make_dataset("k400", src, classes=1, per_class=2, size=(64, 48), frames=6)
+    clip = sorted(src.rglob("*.mp4"))[0]
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 96, 54, "yuv420p"
+        stream.set_display_rotation(90)
+        for _ in range(6):
+            frame = np.zeros((54, 96, 3), np.uint8)
+            frame[:, :16] = 255  # a white band on the stored frame's left
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    code, report, text = run_prep(capsys, "k400", "--src", str(src), "--out", str(out), "--short-side", "0")
+    assert code == 0, text
+    [converted] = [r for r, _ in read_list(out / "train.csv") + read_list(out / "val.csv") if clip.stem in r]
+    assert (probe_video(out / converted).width, probe_video(out / converted).height) == (54, 96)
+    with av.open(str(out / converted)) as container:
+        first = next(container.decode(video=0))
+        assert first.rotation == 0  # the rotation is in the pixels now, not in metadata
+        luma = first.to_ndarray(format="gray")
+    # rotated 90 degrees counter-clockwise, the left band is now along the bottom (as decord shows it)
+    assert luma[-12:].mean() > 200 and luma[:60].mean() < 30
