@@ -95,3 +95,38 @@ def test_display_rotation_is_applied(tmp_path, capsys):
         luma = first.to_ndarray(format="gray")
     # rotated 90 degrees counter-clockwise, the left band is now along the bottom (as decord shows it)
     assert luma[-12:].mean() > 200 and luma[:60].mean() < 30
+
+
+def test_labels_from_the_dataset_for_other_class_sets(tmp_path, capsys):
+    """Kinetics-600/700 or a subset (a class outside the 400) and an SSv2 labels.json with its own ids."""
+    import json
+
+    src = tmp_path / "k"
+    make_dataset("k400", src, classes=1, per_class=3, size=(64, 48), frames=2)
+    csv = src / "annotations" / "train.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0], "flying a kite at dawn" + lines[1][lines[1].index(","):],
+                              *lines[2:]]) + "\n")
+    code, report, text = run_prep(capsys, "k400", "--src", str(src), "--out", str(tmp_path / "ko"),
+                                  "--labels", "dataset")
+    assert code == 0, text
+    classes = (tmp_path / "ko" / "labels.txt").read_text().splitlines()
+    assert len(classes) == 2 and "flying a kite at dawn" in classes
+    assert report["labels"]["map"] == "dataset" and report["labels"]["not_in_community"] == ["flying a kite at dawn"]
+    assert report["labels"]["community_classes_absent"] == 399
+    assert "labels: dataset map, 2 classes; against the community map: 1 not in it, 399 of it absent" in text
+    rows = read_list(tmp_path / "ko" / "train.csv") + read_list(tmp_path / "ko" / "val.csv")
+    assert sorted(label for _, label in rows) == [0, 1]  # the kite row and the other class
+
+    src = tmp_path / "s"
+    make_dataset("ssv2", src, classes=2, per_class=2, size=(64, 48), frames=4)
+    [labels_json] = src.rglob("labels.json")
+    templates = sorted(json.loads(labels_json.read_text()), key=json.loads(labels_json.read_text()).get)
+    labels_json.write_text(json.dumps({t: str(i) for i, t in enumerate(templates)}))  # a subset, renumbered
+    code, _, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(tmp_path / "so"))
+    assert code == 2 and "does not match the SSv2 label map" in text and "--labels dataset" in text
+    code, report, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(tmp_path / "so"),
+                                  "--labels", "dataset")
+    assert code == 0, text
+    assert (tmp_path / "so" / "labels.txt").read_text().splitlines() == templates
+    assert report["labels"]["renumbered"] == 2 and report["labels"]["community_classes_absent"] == 172
