@@ -121,12 +121,13 @@ def test_labels_from_the_dataset_for_other_class_sets(tmp_path, capsys):
     src = tmp_path / "s"
     make_dataset("ssv2", src, classes=2, per_class=2, size=(64, 48), frames=4)
     [labels_json] = src.rglob("labels.json")
-    templates = sorted(json.loads(labels_json.read_text()), key=json.loads(labels_json.read_text()).get)
-    labels_json.write_text(json.dumps({t: str(i) for i, t in enumerate(templates)}))  # a subset, renumbered
+    ids = {template: int(i) for template, i in json.loads(labels_json.read_text()).items()}
+    templates = sorted(ids, key=ids.get, reverse=True)
+    labels_json.write_text(json.dumps({t: str(i) for i, t in enumerate(templates)}))  # its own ids
     code, _, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(tmp_path / "so"))
     assert code == 2 and "does not match the SSv2 label map" in text and "--labels dataset" in text
     code, report, text = run_prep(capsys, "ssv2", "--src", str(src), "--out", str(tmp_path / "so"),
                                   "--labels", "dataset")
     assert code == 0, text
     assert (tmp_path / "so" / "labels.txt").read_text().splitlines() == templates
-    assert report["labels"]["renumbered"] == 2 and report["labels"]["community_classes_absent"] == 172
+    assert report["labels"]["renumbered"] == 174 and report["labels"]["community_classes_absent"] == 0
