@@ -37,16 +37,21 @@ def test_missing_src_folder(tmp_path, capsys):
     assert code == 2 and "no such folder" in text
 
 
-def test_unknown_k400_label_names_the_csv_line(tmp_path, capsys):
-    src = tmp_path / "raw"
+def k400_with_a_class_outside_the_400(src: Path) -> Path:
+    """A tiny K400 download whose first train row names a class Kinetics-400 does not have."""
     make_dataset("k400", src, classes=1, per_class=3, size=(64, 48), frames=2)
     csv = src / "annotations" / "train.csv"
     lines = csv.read_text().splitlines()
     csv.write_text("\n".join([lines[0], "flying a kite at dawn" + lines[1][lines[1].index(","):],
                               *lines[2:]]) + "\n")
-    code, _, text = run_prep(capsys, "k400", "--src", str(src), "--out", str(tmp_path / "o"))
+    return csv
+
+
+def test_unknown_k400_label_names_the_csv_line(tmp_path, capsys):
+    csv = k400_with_a_class_outside_the_400(tmp_path / "raw")
+    code, _, text = run_prep(capsys, "k400", "--src", str(tmp_path / "raw"), "--out", str(tmp_path / "o"))
     assert code == 2
-    assert f"{csv}:2: label 'flying a kite at dawn'" in text
+    assert f"{csv}:2: label 'flying a kite at dawn'" in text and "--labels dataset" in text
 
 
 def test_thin_script_and_short_side_override(tmp_path):
@@ -101,13 +106,8 @@ def test_labels_from_the_dataset_for_other_class_sets(tmp_path, capsys):
     """Kinetics-600/700 or a subset (a class outside the 400) and an SSv2 labels.json with its own ids."""
     import json
 
-    src = tmp_path / "k"
-    make_dataset("k400", src, classes=1, per_class=3, size=(64, 48), frames=2)
-    csv = src / "annotations" / "train.csv"
-    lines = csv.read_text().splitlines()
-    csv.write_text("\n".join([lines[0], "flying a kite at dawn" + lines[1][lines[1].index(","):],
-                              *lines[2:]]) + "\n")
-    code, report, text = run_prep(capsys, "k400", "--src", str(src), "--out", str(tmp_path / "ko"),
+    k400_with_a_class_outside_the_400(tmp_path / "k")
+    code, report, text = run_prep(capsys, "k400", "--src", str(tmp_path / "k"), "--out", str(tmp_path / "ko"),
                                   "--labels", "dataset")
     assert code == 0, text
     classes = (tmp_path / "ko" / "labels.txt").read_text().splitlines()
