@@ -69,9 +69,9 @@ def wait_for_first_epoch(proc: subprocess.Popen, work: Path) -> None:
     raise AssertionError(f"the run ended before it could be interrupted: {proc.stderr.read()}")
 
 
-def resume(work: Path, capsys) -> str:
+def resume(work: Path, capsys, *flags: str) -> str:
     capsys.readouterr()
-    assert train_cli.main(["--work-dir", str(work), "--resume"]) == 0
+    assert train_cli.main([*flags, "--work-dir", str(work), "--resume", *(["auto"] if flags else [])]) == 0
     return capsys.readouterr().out
 
 
@@ -107,7 +107,9 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(data, reference, tmp_path, 
     assert err.strip().endswith(f"continue with: vidpeft-train --work-dir {work} --resume")
     progress = torch.load(work / "last.pt", weights_only=True)["progress"]
     assert progress["epoch"] == 1 and 0 < progress["batch"] < 8, progress  # stopped inside epoch 2
-    assert f"at epoch 2, batch {progress['batch']}" in resume(work, capsys)
+    # the requeued job repeats its command with --resume auto
+    requeued = resume(work, capsys, *TINY, *EPOCHS, "--data", str(data), "--num-workers", "2")
+    assert f"at epoch 2, batch {progress['batch']}" in requeued
     assert log_rows(work) == log_rows(reference)
 
 
@@ -183,7 +185,8 @@ def test_failed_starts_write_nothing_or_are_replaced(data, tmp_path, capsys):
 def test_total_batch_size_sets_accumulation_and_warnings(data, tmp_path, capsys):
     work = tmp_path / "run"
     assert train_cli.main([*TINY, "--data", str(data), "--work-dir", str(work), "--num-workers", "0",
-                           "--epochs", "1", "--total-batch-size", "8", "--eval-every", "0"]) == 0
+                           "--epochs", "1", "--total-batch-size", "8", "--eval-every", "0",
+                           "--resume", "auto"]) == 0  # nothing to resume: it starts
     out = capsys.readouterr().out
     assert "effective batch 8 = world size 1 x batch 2 x accumulation 4" in out
     assert "warning: no --pretrained checkpoint" in out

@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         return fail(error, status=1)
     except Preempted as error:
-        print(f"vidpeft-train: {error}; continue with: vidpeft-train --work-dir {cfg['work_dir']} --resume",
+        saved = Path(cfg["work_dir"], "last.pt").is_file()
+        print(f"vidpeft-train: {error}; " + (f"continue with: vidpeft-train --work-dir {cfg['work_dir']} --resume"
+                                             if saved else "nothing to resume yet: run the same command again"),
               file=sys.stderr)
         return EXIT_PREEMPTED
     except KeyboardInterrupt:
