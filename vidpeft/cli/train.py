@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from ..backbones import BACKBONES
 from ..data.decode import VideoReadError
 from ..errors import MissingFile, UserError
-from .common import add_method_options, fail, method_options
+from .common import add_method_options, fail, method_help, method_options
 
 # flag -> dotted key in the resolved config
 OVERRIDES = {
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint), log.csv, eval.json. Exit status: 0 done; 1 the loss became NaN/inf; 2 bad input; "
         "75 stopped by SIGTERM after saving last.pt (preemption: requeue with --resume auto); "
         "130 interrupted (Ctrl-C).")
-    parser.add_argument("--backbone", help="e.g. videomae-b, videoswin-b (see vidpeft-params)")
-    parser.add_argument("--method", default="full", help="full, linear, bitfit, lora, adaptformer, prefix, bapat")
+    parser.add_argument("--backbone", help=f"one of {', '.join(BACKBONES.names())}")
+    parser.add_argument("--method", default="full", help=f"PEFT method (default full). {method_help()}")
     parser.add_argument("--data", dest="data_root", help="folder written by vidpeft-prep (lists + videos); "
                         "default: the one dataset prepared under ./data")
     parser.add_argument("--work-dir", help="where checkpoints, logs and eval.json go "
