@@ -123,8 +123,8 @@ def test_unreadable_training_video_is_skipped_or_fatal_with_strict(data, tmp_pat
 
 
 def test_bad_input_gets_one_line_errors(data, tmp_path, capsys):
-    assert train(data, tmp_path / "w", method="adapter") == 2
-    assert "unknown method 'adapter'" in capsys.readouterr().err
+    assert train(data, tmp_path / "w", method="adaptor") == 2
+    assert "unknown method 'adaptor'" in capsys.readouterr().err
     assert train_cli.main(["--backbone", "videomae-micro", "--data", str(tmp_path / "nope"),
                            "--work-dir", str(tmp_path / "w")]) == 2
     assert "no such data folder" in capsys.readouterr().err
