@@ -297,7 +297,8 @@ def test_a_vidpeft_full_run_is_one_more_checkpoint_format(tmp_path):
     assert report.added and all("lora_" in k for k in report.added)
     torch.testing.assert_close(model.layers[3].blocks[1].attn.qkv.base_layer.weight,
                                source.layers[3].blocks[1].attn.qkv.weight, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"full fine-tuning run checkpoint \(videoswin\) cannot load into a videomae model"):
+    with pytest.raises(ValueError, match=r"a videoswin checkpoint \(vidpeft videoswin-micro full fine-tuning run "
+                       r"format\), which cannot load into a videomae model"):
         load_pretrained(build_backbone("videomae-micro", NUM_CLASSES), tmp_path / "run")
     vidpeft.save_adapter(vidpeft.build_model("videoswin-micro", "norm", num_classes=3), tmp_path / "norm")
     with pytest.raises(ValueError, match="a norm run holds only its adapter"):
