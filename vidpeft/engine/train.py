@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..data import DataConfig, VideoDataset, build_loader, read_annotations
+from ..data import DataConfig, VideoDataset, VideoMixup, build_loader, read_annotations
 from ..fileio import write_atomic
 from ..labels import read_label_file
 from ..model import build_model, load_adapter_weights, load_pretrained, save_adapter
@@ -82,14 +82,13 @@ def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: flo
     return F.cross_entropy(logits, targets, label_smoothing=smoothing)
 
 
-def build_mixup(train: dict, num_classes: int):
+def build_mixup(train: dict, num_classes: int) -> VideoMixup | None:
     mixup, cutmix = float(train.get("mixup") or 0), float(train.get("cutmix") or 0)
     if mixup <= 0 and cutmix <= 0:
         return None
-    from timm.data import Mixup
-
-    return Mixup(mixup_alpha=mixup, cutmix_alpha=cutmix, label_smoothing=float(train.get("label_smoothing") or 0),
-                 num_classes=num_classes)
+    return VideoMixup(mixup_alpha=mixup, cutmix_alpha=cutmix, prob=float(train.get("mixup_prob", 1.0)),
+                      switch_prob=float(train.get("mixup_switch_prob", 0.5)),
+                      label_smoothing=float(train.get("label_smoothing") or 0), num_classes=num_classes)
 
 
 def run(cfg: dict) -> dict:
@@ -218,7 +217,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, amp_context, mi
         if batch.inputs is None:
             continue
         clips, targets = batch.inputs.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
-        if mixup is not None and len(clips) % 2 == 0:
+        if mixup is not None:
             clips, targets = mixup(clips, targets)
         boundary = (i + 1) % accumulation == 0
         sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not boundary else nullcontext()
