@@ -8,6 +8,8 @@ import sys
 METHOD_OPTIONS = {
     "adapter_dim": (int, "AdaptFormer/BAPAT bottleneck width (default 64)"),
     "adapter_scale": (float, "AdaptFormer/BAPAT output scale (default 0.1)"),
+    "adapter_input": (str, "AdaptFormer/BAPAT adapter input: residual (stream before norm2; default on VideoMAE) "
+                      "or norm2 (the MLP's input; default on Swin)"),
     "patt_dim": (int, "PATT/BAPAT hidden width (default 128 on Swin, 32 on ViT)"),
     "patt_scale": (float, "PATT/BAPAT scale s (default 0.8)"),
     "patt_init": (str, "PATT initialisation: zero (default) or benchmark"),

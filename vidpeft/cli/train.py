@@ -32,6 +32,8 @@ OVERRIDES = {
     "num_workers": ("data.num_workers", int, "data loader worker processes"),
     "clips": ("test.clips", int, "temporal clips per test video"),
     "crops": ("test.crops", int, "spatial crops per test clip (1 = centre, 3 = left/centre/right)"),
+    "temporal": ("test.temporal", str, "where the test clips sit: videomae (first to last frame, VideoMAE / "
+                 "V-PETL code), mmaction (mmaction2 SampleFrames test mode) or centred (ours)"),
 }
 
 
@@ -99,7 +101,8 @@ def resolved_config(args: argparse.Namespace) -> dict:
     cfg["model"] = {
         "backbone": args.backbone, "method": args.method, "options": method_options(args),
         "pretrained": str(Path(args.pretrained).resolve()) if args.pretrained else None,
-        "backbone_options": {"drop_path_rate": float(drop_path or 0.0)},
+        # the recipe's backbone: section (per family under backbones:), e.g. the head options
+        "backbone_options": {"drop_path_rate": float(drop_path or 0.0), **(cfg.pop("backbone", None) or {})},
     }
     cfg.update(recipe=args.recipe, dataset=dataset, data_root=str(data_root.resolve()),
                work_dir=str(work_dir.resolve()), resume=bool(args.resume), overwrite=args.overwrite,
@@ -138,7 +141,8 @@ def summary(result: dict) -> str:
     sampling = f"stride {views['stride']}" if "stride" in views else f"{views.get('segments')} segments"
     return (f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  mean class acc "
             f"{result['mean_class_accuracy']:.2f}%  on {result['videos']} videos "
-            f"({views['frames']} frames, {sampling}, {views['clips']} clips x {views['crops']} crops); "
+            f"({views['frames']} frames, {sampling}, {views['clips']} clips x {views['crops']} crops, "
+            f"{views.get('temporal', 'centred')} placement); "
             f"unreadable: {len(result['unreadable'])}; checkpoint {result['checkpoint']}")
 
 

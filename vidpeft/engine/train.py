@@ -119,7 +119,8 @@ def run(cfg: dict) -> dict:
 
     train_set = VideoDataset(lists["train"], "train", data_cfg, seed=seed, strict=bool(train_cfg.get("strict")))
     # validation only picks the best epoch: one centred view per video unless the recipe says otherwise
-    val_cfg = data_cfg.override(test_clips=train_cfg.get("val_clips", 1), test_crops=train_cfg.get("val_crops", 1))
+    val_cfg = data_cfg.override(test_clips=train_cfg.get("val_clips", 1), test_crops=train_cfg.get("val_crops", 1),
+                                test_temporal=train_cfg.get("val_temporal", "centred"))
     val_set = VideoDataset(lists["val"], "val", val_cfg, seed=seed)
     batch = int(train_cfg["batch_size"])
     accumulation = int(train_cfg.get("accumulation") or 1)
