@@ -27,7 +27,8 @@ SMALL = ["--frames", "4", "--stride", "2", "--input-size", "32", "--num-workers"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """A prepared SSv2-layout set: 4 motion classes, 16 train / 8 val (= test) videos."""
+    """A prepared SSv2-layout set: 4 motion classes, 16 official train videos (12 train + 4 held out
+    as val.csv) and 8 official validation videos (test.csv)."""
     root = tmp_path_factory.mktemp("engine")
     make_dataset("ssv2", root / "raw", classes=4, per_class=6, size=(64, 48), frames=12, seed=3)
     assert prep_cli.main(["ssv2", "--src", str(root / "raw"), "--out", str(root / "data"), "--workers", "2"]) == 0
@@ -49,14 +50,15 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert train(data, work) == 0
     out = capsys.readouterr().out
     assert "top-1" in out and "2 clips x 3 crops" in out
-    assert "list the same videos" in out  # SSv2: val.csv is test.csv, and the user is told
+    assert "select-on-test" not in out  # the held-out val.csv shares no video with test.csv
     for name in ("config.yaml", "last.pt", "log.csv", "eval.json", "best/adapter.safetensors", "best/adapter.json"):
         assert (work / name).is_file(), name
     assert [int(r["epoch"]) for r in log_rows(work)] == [1, 2]
     result = json.loads((work / "eval.json").read_text())
     test_videos = (data / "test.csv").read_text().splitlines()
     assert result["videos"] == len(test_videos) == 8 and result["unreadable"] == []
-    assert result["views"] == {"frames": 4, "stride": 2, "clips": 2, "crops": 3}
+    assert result["views"] == {"frames": 4, "stride": 2, "clips": 2, "crops": 3, "temporal": "videomae"}
+    assert result["selected_on_test"] is False
     assert 0 <= result["top1"] <= result["top5"] <= 100 and "mean_class_accuracy" in result
     assert result["checkpoint"] == str(work / "best")
     best_epoch = max(log_rows(work), key=lambda r: float(r["val_top1"]))["epoch"]
@@ -85,6 +87,18 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert str(video) in captured.out and labels[prediction["predictions"][0]["label_id"]] in captured.out
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(missing) in errors[0]
+
+
+def test_selecting_epochs_on_the_test_list_is_refused_unless_asked(data, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert train(data, work, "--val-list", "test.csv", epochs=1) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert "8 of its videos are in the test list" in error and "--select-on-test" in error
+    assert not work.exists()  # refused before anything was written
+    assert train(data, work, "--val-list", "test.csv", "--select-on-test", epochs=1) == 0
+    result = json.loads((work / "eval.json").read_text())
+    assert result["selected_on_test"] is True and "shares 8 videos with the test list" in result["model_selection"]
 
 
 def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):

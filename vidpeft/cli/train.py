@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{split}-list", default=f"{split}.csv", help=f"{split} list inside DATA_ROOT")
     for flag, (_, kind, text) in OVERRIDES.items():
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=text)
+    parser.add_argument("--select-on-test", action="store_true",
+                        help="allow choosing the best epoch on a validation list that shares videos with the test "
+                        "list (refused by default; for reproducing protocols that did so); eval.json says it")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable training video")
     parser.add_argument("--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard")
@@ -106,7 +109,7 @@ def resolved_config(args: argparse.Namespace) -> dict:
     }
     cfg.update(recipe=args.recipe, dataset=dataset, data_root=str(data_root.resolve()),
                work_dir=str(work_dir.resolve()), resume=bool(args.resume), overwrite=args.overwrite,
-               tensorboard=args.tensorboard,
+               tensorboard=args.tensorboard, select_on_test=args.select_on_test,
                lists={"train": args.train_list, "val": args.val_list, "test": args.test_list})
     return cfg
 

@@ -33,6 +33,7 @@ class DataConfig:
     input_size: int = 224
     train_crop: str = "multiscale"  # multiscale | random_resized
     scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)  # multiscale crop
+    fixed_crops: int = 5  # multiscale crop positions: 5 (corners, centre) or 13 (more_fix_crop)
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
     rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio
     flip: bool = False
@@ -62,6 +63,7 @@ class DataConfig:
             (self.decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}"),
             (min(self.frames, self.stride, self.input_size, self.test_clips, self.test_crops, self.repeated_aug) >= 1,
              "frames, stride, input_size, repeated_aug, test clips and test crops must be at least 1"),
+            (self.fixed_crops in (5, 13), f"fixed_crops must be 5 or 13, got {self.fixed_crops}"),
             (0.0 <= self.random_erasing <= 1.0, f"random_erasing is a probability, got {self.random_erasing}"),
             (len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (R, G, B)"),
             (not (self.flip and is_ssv2(self.dataset)),

@@ -101,7 +101,16 @@ def run(cfg: dict) -> dict:
     seed = int(train_cfg.get("seed", 0))
     seed_everything(seed)
 
-    lists = {split: read_annotations(data_root / cfg["lists"][split], data_root) for split in ("train", "val", "test")}
+    eval_every = int(train_cfg.get("eval_every", 1))  # 0: no validation, the last epoch is tested
+    lists = {split: read_annotations(data_root / cfg["lists"][split], data_root)
+             for split in ("train", "val", "test") if split != "val" or eval_every}
+    overlap = shared_videos(lists["val"], lists["test"]) if eval_every else 0
+    if overlap and not cfg.get("select_on_test"):
+        raise ValueError(
+            f"{data_root / cfg['lists']['val']}: {overlap} of its videos are in the test list "
+            f"{cfg['lists']['test']}, so choosing the best epoch on it selects on the test videos; use a held-out "
+            "validation list (vidpeft-prep writes one), test the last epoch (--eval-every 0), or pass "
+            "--select-on-test to reproduce a protocol that selected on the test list")
     labels = class_names(data_root, lists["train"])
     model = build_model(model_cfg["backbone"], model_cfg["method"], len(labels),
                         backbone_options=model_cfg.get("backbone_options") or {}, labels=labels,
@@ -121,7 +130,7 @@ def run(cfg: dict) -> dict:
     # validation only picks the best epoch: one centred view per video unless the recipe says otherwise
     val_cfg = data_cfg.override(test_clips=train_cfg.get("val_clips", 1), test_crops=train_cfg.get("val_crops", 1),
                                 test_temporal=train_cfg.get("val_temporal", "centred"))
-    val_set = VideoDataset(lists["val"], "val", val_cfg, seed=seed)
+    val_set = VideoDataset(lists["val"], "val", val_cfg, seed=seed) if eval_every else None
     batch = int(train_cfg["batch_size"])
     accumulation = int(train_cfg.get("accumulation") or 1)
     drop_last = len(train_set) >= batch * dist.world_size()
@@ -155,11 +164,9 @@ def run(cfg: dict) -> dict:
         (work_dir / "log.csv").write_text(",".join(LOG_FIELDS) + "\n", encoding="utf-8")
     writer = _tensorboard(work_dir) if cfg.get("tensorboard") and dist.is_main() else None
 
-    eval_every = int(train_cfg.get("eval_every", 1))  # 0: no validation, the last epoch is tested
-    if eval_every and dist.is_main() and _same_videos(lists["val"], lists["test"]):
-        print(f"warning: {cfg['lists']['val']} and {cfg['lists']['test']} list the same videos (as SSv2 "
-              "releases do): the best epoch is chosen on the test videos. Hold out a validation list "
-              "(--val-list) or test the last epoch (--eval-every 0).")
+    if overlap and dist.is_main():
+        print(f"warning: --select-on-test: the best epoch is chosen on {cfg['lists']['val']}, which shares "
+              f"{overlap} videos with the test list {cfg['lists']['test']}")
     for epoch in range(progress["epoch"], epochs):
         started = time.perf_counter()
         loader.sampler.set_epoch(epoch)
@@ -192,7 +199,10 @@ def run(cfg: dict) -> dict:
         save_adapter(model, work_dir / "best", **spec_updates)
     selection = (f"epoch {progress['best_epoch']} of {epochs}: best val top-1 ({progress['best_top1']:.2f}%) on "
                  f"{cfg['lists']['val']}" if eval_every else f"last epoch ({epochs}), validation off")
-    result = final_test(model, work_dir, lists["test"], cfg, data_cfg, device, amp_context, selection)
+    if overlap:
+        selection += f", which shares {overlap} videos with the test list (--select-on-test)"
+    result = final_test(model, work_dir, lists["test"], cfg, data_cfg, device, amp_context, selection,
+                        selected_on_test=bool(overlap))
     dist.shutdown()
     return result
 
@@ -251,27 +261,29 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, amp_context, mi
 
 
 def final_test(model, work_dir: Path, test_samples, cfg: dict, data_cfg, device, amp_context,
-               selection: str) -> dict:
+               selection: str, selected_on_test: bool = False) -> dict:
     """Score the test list with the checkpoint in best/ (the selected epoch)."""
     best = work_dir / "best"
     load_adapter_weights(model, best)
     test_set = VideoDataset(test_samples, "test", data_cfg, seed=0)
     result = evaluate(model, test_set, device, amp_context, views_per_batch=int(cfg["train"]["batch_size"]),
                       num_workers=data_cfg.num_workers)
-    result.update(checkpoint=str(best), model_selection=selection,
+    result.update(checkpoint=str(best), model_selection=selection, selected_on_test=selected_on_test,
                   list=str(Path(cfg["data_root"]) / cfg["lists"]["test"]))
     if dist.is_main():
         write_eval(work_dir / "eval.json", result)
     return result
 
 
-def _same_videos(a, b) -> bool:
-    return sorted(str(s.path) for s in a) == sorted(str(s.path) for s in b)
+def shared_videos(a, b) -> int:
+    """How many videos of list `a` are also in list `b` (by resolved path)."""
+    return len({s.path.resolve() for s in a} & {s.path.resolve() for s in b})
 
 
 def _preprocess(data_cfg) -> dict:
     return {k: v for k, v in asdict(data_cfg).items()
-            if k in ("frames", "sampling", "stride", "input_size", "mean", "std", "test_clips", "test_crops")}
+            if k in ("frames", "sampling", "stride", "input_size", "mean", "std", "test_clips", "test_crops",
+                     "test_temporal")}
 
 
 def _append_log(path: Path, row: dict) -> None:
