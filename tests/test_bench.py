@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-METHODS = ["full", "linear", "bitfit", "lora", "adaptformer", "prefix", "bapat"]
+from vidpeft.methods import METHODS as REGISTERED
+
+METHODS = ["full"] + [m for m in REGISTERED.names() if m != "full"]
 BACKBONES = ["videomae-micro", "videoswin-micro"]
 
 

@@ -14,11 +14,11 @@ from vidpeft.methods.lora import LoRAQKV
 from vidpeft.methods.patt import ParallelAttention
 
 BACKBONES = ["videomae-micro", "videoswin-micro"]
-METHODS = ["full", "linear", "bitfit", "lora", "adaptformer", "prefix", "bapat"]
+METHODS = vidpeft.METHODS.names()
 NUM_CLASSES = 5
 # what each method adds, by the module or parameter name it lives under
 ADDED = {"lora": ("lora_A", "lora_B"), "adaptformer": (".adapter.",), "prefix": (".kv_prefix.",),
-         "bapat": (".adapter.", ".qkv.down.", ".qkv.up.")}
+         "bapat": (".adapter.", ".qkv.down.", ".qkv.up."), "patt": (".qkv.down.", ".qkv.up.")}
 
 
 def clip(seed: int = 0) -> torch.Tensor:

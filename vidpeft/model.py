@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, backbone_info
 from .backbones.checkpoints import LoadReport
 from .backbones.checkpoints import load_pretrained as load_checkpoint
 from .fileio import write_atomic
@@ -51,7 +51,7 @@ def build_model(
     `load_adapter` can rebuild the same frozen weights when no pretrained checkpoint is used."""
     factory = BACKBONES.get(backbone)
     spec_method = METHODS.get(method)
-    cfg = spec_method.config.from_options(method, method_options).for_backbone(backbone)
+    cfg = spec_method.config.from_options(method, method_options).for_backbone(backbone_info(backbone))
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
@@ -146,7 +146,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     if spec.method != "full":
         raise ValueError(f"{path}: a {spec.method} run holds only its adapter; only a full fine-tuning run "
                          "can serve as a backbone (use load_adapter to rebuild this model)")
-    if spec.backbone.split("-")[0] != getattr(model, "family", spec.backbone.split("-")[0]):
+    if backbone_info(spec.backbone).family != getattr(model, "family", backbone_info(spec.backbone).family):
         raise ValueError(f"{path}: trained a {spec.backbone}, which cannot load into a {model.family} model")
     tensors = load_file(str(run / ADAPTER_WEIGHTS))
     params = {canonical_key(name): p for name, p in model.named_parameters()}

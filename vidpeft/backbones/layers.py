@@ -117,6 +117,11 @@ class VideoClassifier(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (or name suffixes) exempt from weight decay besides every tensor with
+        ndim <= 1 (timm's convention)."""
+        return set()
+
 
 def size_factory(cls: type[nn.Module], sizes: dict[str, dict], size: str, name: str, doc: str):
     """A registry factory `build(num_classes, **kwargs)` for one size of a family."""

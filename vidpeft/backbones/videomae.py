@@ -47,8 +47,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.kv_prefix: nn.Module | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), q/v biases included."""
+        b, n, _ = x.shape
         if self.q_bias is None:
             qkv = self.qkv(x)
         else:
@@ -57,7 +58,15 @@ class Attention(nn.Module):
                 qkv = F.linear(x, self.qkv.weight, bias)
             else:
                 qkv = self.qkv(x) + bias
-        q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""
+        return self.project(tokens)[1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.project(x)
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))

@@ -95,6 +95,12 @@ class WindowAttention3d(nn.Module):
             return bias + shift_mask(padded, window, shift, x.device).to(x.dtype)  # (nW, heads, N, N)
         return bias  # (heads, N, N), the same for every window
 
+    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""
+        n, length, _ = tokens.shape
+        kv = self.qkv(tokens).view(n, length, 3, self.num_heads, self.head_dim)[:, :, 1:]
+        return kv.permute(2, 0, 3, 1, 4).unbind(0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, h, w, c = x.shape
         window, shift = clip_window((t, h, w), self.window, self.shift)
@@ -238,6 +244,9 @@ class VideoSwin(VideoClassifier):
             if stage.downsample is not None:
                 x = stage.downsample(x)
         return self.norm(x).mean(dim=(1, 2, 3))
+
+    def no_weight_decay(self) -> set[str]:
+        return {"relative_position_bias_table"}  # as the official Video Swin (and timm's Swin)
 
 
 

@@ -25,13 +25,12 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from vidpeft.backbones import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 from vidpeft.data.sampling import resized_size, spatial_crops
 
 if TYPE_CHECKING:
     from vidpeft.data.config import DataConfig
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _RANDAUGMENT = re.compile(r"^rand(?P<options>(-[a-z]+[0-9.]+)*)$")
 _MAX_MAGNITUDE = 10.0  # timm's magnitude scale: m10 = the strongest setting of every op
 _OP_PROB = 0.5  # timm's rand_augment_ops default: each drawn op is applied with probability 0.5

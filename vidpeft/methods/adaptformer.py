@@ -21,21 +21,17 @@ ADAPTER_INPUTS = ("residual", "norm2")
 
 @dataclass
 class AdaptFormerConfig(MethodConfig):
-    adapter_dim: int = 64
-    adapter_scale: float = 0.1
+    adapter_dim: int = field(default=64, metadata={"help": "bottleneck width m of each adapter"})
+    adapter_scale: float = field(default=0.1, metadata={"help": "AdaptFormer: fixed scale of the adapter output"})
     adapter_input: str | None = field(default=None, metadata={
         "help": "what the adapter reads: residual (the stream before norm2, AdaptFormer's video code; "
-                "default on VideoMAE) or norm2 (the MLP's input, V-PETL's Swin code; default on Swin)"})
+                "VideoMAE's default) or norm2 (the MLP's input, V-PETL's Swin code; Swin's default, and "
+                "the choice where a backbone names none)"})
 
     def __post_init__(self) -> None:
         getattr(super(), "__post_init__", lambda: None)()  # BAPAT: PATT's checks too
         if self.adapter_input is not None and self.adapter_input not in ADAPTER_INPUTS:
             raise ValueError(f"adapter_input must be one of {', '.join(ADAPTER_INPUTS)}; got {self.adapter_input!r}")
-
-    def for_backbone(self, backbone: str) -> "AdaptFormerConfig":
-        if self.adapter_input is None:
-            self.adapter_input = "norm2" if backbone.startswith("videoswin") else "residual"
-        return super().for_backbone(backbone)
 
 
 class Bottleneck(nn.Module):
@@ -83,5 +79,5 @@ class StreamTap(Wrapper):
 def attach(model: nn.Module, cfg: AdaptFormerConfig) -> None:
     for block in list(blocks(model)):
         block.mlp = ParallelAdapter(block.mlp, block_width(block), cfg.adapter_dim, cfg.adapter_scale)
-        if cfg.adapter_input == "residual":
+        if (cfg.adapter_input or "norm2") == "residual":
             block.norm2 = StreamTap(block.norm2, block.mlp)

@@ -7,20 +7,28 @@ them. Everything it adds is trainable; everything else was frozen by `build_mode
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from torch import nn
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..backbones import BackboneInfo
 
 BASE_LAYER = "base_layer"  # what a wrapper calls the module it wraps (peft's name)
 
 
 @dataclass
 class MethodConfig:
-    """Options of a method; subclasses add fields. `for_backbone` fills backbone-dependent defaults."""
+    """Options of a method: dataclass fields with `metadata={"help": ...}` (the CLIs' flags and
+    help come from them). A field declared `X | None = None` means "the backbone's default",
+    filled by `for_backbone` from `BackboneInfo.method_defaults[field name]`."""
 
-    def for_backbone(self, backbone: str) -> "MethodConfig":
+    def for_backbone(self, info: "BackboneInfo") -> "MethodConfig":
+        for f in fields(self):
+            if getattr(self, f.name) is None and f.name in info.method_defaults:
+                setattr(self, f.name, info.method_defaults[f.name])
         return self
 
     @classmethod

@@ -7,7 +7,7 @@ out for the plain Linear (no extra modules, base speed); `unmerge()` takes it ba
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +21,10 @@ MERGED = "_vidpeft_merged_lora"  # plain attribute on the model: not a submodule
 
 @dataclass
 class LoRAConfig(MethodConfig):
-    rank: int = 16
-    alpha: float = 16.0
-    targets: tuple[str, ...] = ("q", "v")
-    dropout: float = 0.0
+    rank: int = field(default=16, metadata={"help": "LoRA rank r"})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / rank"})
+    targets: tuple[str, ...] = field(default=("q", "v"), metadata={"help": "LoRA: the qkv slices adapted, among q, k, v"})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA: dropout on the update's input"})
 
     def __post_init__(self) -> None:
         self.targets = tuple(self.targets)
