@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from test_data_temporal import mmaction_dense
+
 from vidpeft.cli import predict as predict_cli
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import test as test_cli
@@ -73,6 +75,18 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
                           "--out", str(tmp_path / "e.json")]) == 0
     rescored = json.loads((tmp_path / "e.json").read_text())
     assert rescored["views"]["clips"] == 1 and rescored["views"]["crops"] == 1 and rescored["videos"] == 8
+    # --dump-views: the frames and boxes of every view, against the reference formulas
+    assert test_cli.main(["--work-dir", str(work), "--clips", "3", "--temporal", "mmaction", "--out",
+                          str(tmp_path / "m.json"), "--dump-views", str(tmp_path / "views.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["views"]["temporal"] == "mmaction"
+    dumped = json.loads((tmp_path / "views.json").read_text())
+    assert dumped["views"] == {"frames": 4, "stride": 2, "clips": 3, "crops": 3, "temporal": "mmaction"}
+    assert [v["path"] for v in dumped["videos"]] == [str(data / line.rsplit(" ", 1)[0]) for line in test_videos]
+    for video in dumped["videos"]:
+        assert video["num_frames"] == 12 and video["frame_size"] == [48, 64] and video["resized"] == [32, 42]
+        assert video["clips"] == mmaction_dense(12, 4, 2, 3)  # offsets round(k * 5 / 2) = 0, 2, 5
+        assert [(v["clip"], v["crop"], v["box"]) for v in video["views"]] == [
+            (k, c, [0, left, 32, 32]) for k in range(3) for c, left in enumerate([0, 5, 10])]  # (42 - 32) // 2
     capsys.readouterr()
     video = data / test_videos[0].rsplit(" ", 1)[0]
     assert predict_cli.main([str(video), "--work-dir", str(work), "--topk", "3", "--json"]) == 0

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
 from vidpeft.data.decode import VideoReadError, open_video
-from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL
+from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
 
 MODES = ("train", "val", "test")
@@ -86,6 +86,24 @@ class VideoDataset(Dataset):
             log.warning("%s (%s item %d left out)", error, self.mode, index)
             return None, sample.label, index
         return inputs, sample.label, index
+
+    def view_plan(self, index: int) -> dict:
+        """What the views of val/test item `index` are made of: the frame indices of each clip
+        and, per view (clip-major, as the item), the crop box [top, left, height, width] in the
+        frame resized so that its short side is S. An unreadable video gives its error."""
+        sample = self.samples[index]
+        entry = {"path": str(sample.path), "label": sample.label}
+        try:
+            reader = open_video(sample.path, self.cfg.decoder)
+            indices = self._test_indices(reader.num_frames)
+            height, width = reader.read(indices[:1, :1].reshape(-1)).shape[1:3]
+        except VideoReadError as error:
+            return {**entry, "error": str(error)}
+        size = self.cfg.short_side_resize
+        boxes = [[top, left, size, size] for top, left in spatial_crops(height, width, size, self.cfg.test_crops)]
+        return {**entry, "num_frames": reader.num_frames, "frame_size": [height, width],
+                "resized": list(resized_size(height, width, size)), "clips": indices.tolist(),
+                "views": [{"clip": k, "crop": c, "box": box} for k in range(len(indices)) for c, box in enumerate(boxes)]}
 
     def _train_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         cfg = self.cfg
