@@ -26,12 +26,13 @@ def test_list_has_every_published_row():
 
 @pytest.mark.parametrize("row, expected", [
     ("vpetl-vit-adaptformer-ssv2", ["--recipe", "vpetl", "--dataset", "ssv2", "--batch-size", "16",
-                                    "--accumulation", "8", "--eval-every", "0"]),
+                                    "--accumulation", "8", "--eval-every", "0", "--train-list", "train_all.csv"]),
     ("videomae-k400", ["--recipe", "videomae", "--dataset", "k400", "--batch-size", "6", "--accumulation", "8",
-                       "--eval-every", "0", "--test-list", "val.csv"]),
+                       "--eval-every", "0", "--train-list", "train_all.csv", "--test-list", "val.csv"]),
 ])
 def test_dry_run_prints_a_command_vidpeft_train_accepts(tmp_path, row, expected):
     (tmp_path / "prep_report.json").write_text(json.dumps({"test_list": "test.csv"}))
+    (tmp_path / "train_all.csv").write_text("")
     done = run(row, "--data", str(tmp_path), "--pretrained", "p.pth", "--work-dir", str(tmp_path / "w"),
                "--gpus", "8", "--dry-run")
     assert done.returncode == 0, done.stderr
