@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from conftest import counter_video_root
 from timm.data import auto_augment
 from torchvision.transforms.v2 import functional as F
 
 from vidpeft.data import DataConfig, VideoDataset, build_loader, open_video, read_annotations
-from vidpeft.data.pattern_video import counter_frames, write_video
 from vidpeft.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -147,16 +147,13 @@ def test_thirteen_fixed_crop_positions():
 
 @pytest.fixture(scope="module")
 def video_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("augment")
-    write_video(root / "v.mp4", counter_frames(40, 48, 64))
-    (root / "train.csv").write_text("v.mp4 3\nv.mp4 5\n")
-    return root
+    return counter_video_root(tmp_path_factory, 40, 48, 64, "v.mp4 3\nv.mp4 5\n")
 
 
 def test_dataset_crop_is_one_of_the_thirteen(video_root):
     """A training item through VideoDataset is the resized crop of one of the reference boxes."""
     cfg = DataConfig(frames=2, stride=2, input_size=24, fixed_crops=13, decoder="pyav")
-    dataset = VideoDataset(read_annotations(video_root / "train.csv", video_root), "train", cfg)
+    dataset = VideoDataset(read_annotations(video_root / "list.csv", video_root), "train", cfg)
     reader = open_video(video_root / "v.mp4", "pyav")
     for epoch in range(3):
         clip, _, _ = dataset[(epoch, 0)]
@@ -170,7 +167,7 @@ def test_dataset_crop_is_one_of_the_thirteen(video_root):
 
 def test_repeated_augmentation_through_the_loader(video_root):
     cfg = DataConfig(frames=2, stride=2, input_size=24, repeated_aug=2, decoder="pyav", train_crop="random_resized")
-    dataset = VideoDataset(read_annotations(video_root / "train.csv", video_root), "train", cfg)
+    dataset = VideoDataset(read_annotations(video_root / "list.csv", video_root), "train", cfg)
     batch = next(iter(build_loader(dataset, batch_size=2)))
     assert batch.inputs.shape == (4, 3, 2, 24, 24)
     assert batch.labels.tolist() == [3, 3, 5, 5] and batch.indices.tolist() == [0, 0, 1, 1]

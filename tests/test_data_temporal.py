@@ -3,9 +3,10 @@ reference code's formula written out here afresh, then through VideoDataset on e
 import numpy as np
 import pytest
 import torch
+from conftest import counter_video_root
 
 from vidpeft.data import DataConfig, VideoDataset, read_annotations
-from vidpeft.data.pattern_video import counter_frames, frame_number, write_video
+from vidpeft.data.pattern_video import frame_number
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -107,10 +108,7 @@ def test_videomae_segment_training_frames():
 
 @pytest.fixture(scope="module")
 def counter_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("temporal")
-    write_video(root / "c.mp4", counter_frames(61, 32, 48))
-    (root / "test.csv").write_text("c.mp4 0\n")
-    return root
+    return counter_video_root(tmp_path_factory, 61, 32, 48, "v.mp4 0\n")
 
 
 @pytest.mark.parametrize("rule", sorted(TEST_TEMPORAL))
@@ -118,7 +116,7 @@ def counter_root(tmp_path_factory):
 def test_dataset_decodes_the_frames_each_rule_names(counter_root, rule, sampling):
     cfg = DataConfig(frames=4, stride=3, input_size=32, test_clips=3, test_crops=1, sampling=sampling,
                      test_temporal=rule, decoder="pyav")
-    views, _, _ = VideoDataset(read_annotations(counter_root / "test.csv", counter_root), "test", cfg)[0]
+    views, _, _ = VideoDataset(read_annotations(counter_root / "list.csv", counter_root), "test", cfg)[0]
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
     decoded = [[frame_number(f) for f in ((v * std + mean) * 255).permute(1, 2, 3, 0)] for v in views]
