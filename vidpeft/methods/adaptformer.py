@@ -22,7 +22,8 @@ ADAPTER_INPUTS = ("residual", "norm2")
 @dataclass
 class AdaptFormerConfig(MethodConfig):
     adapter_dim: int = field(default=64, metadata={"help": "bottleneck width m of each adapter"})
-    adapter_scale: float = field(default=0.1, metadata={"help": "AdaptFormer: fixed scale of the adapter output"})
+    adapter_scale: float = field(default=0.1, metadata={
+        "help": "fixed scale of the adapter output (AdaptFormer default 0.1; AIM's MLP adapter s: 0.5 K400, 1.0 SSv2)"})
     adapter_input: str | None = field(default=None, metadata={
         "help": "what the adapter reads: residual (the stream before norm2, AdaptFormer's video code; "
                 "VideoMAE's default) or norm2 (the MLP's input, V-PETL's Swin code; Swin's default, and "
