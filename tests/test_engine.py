@@ -144,8 +144,8 @@ def test_unreadable_training_video_is_skipped_or_fatal_with_strict(data, tmp_pat
 
 
 def test_bad_input_gets_one_line_errors(data, tmp_path, capsys):
-    assert train(data, tmp_path / "w", method="adapter") == 2
-    assert "unknown method 'adapter'" in capsys.readouterr().err
+    assert train(data, tmp_path / "w", method="no-such-method") == 2
+    assert "unknown method 'no-such-method'" in capsys.readouterr().err
     assert train_cli.main(["--backbone", "videomae-micro", "--data", str(tmp_path / "nope"),
                            "--work-dir", str(tmp_path / "w")]) == 2
     assert "no such data folder" in capsys.readouterr().err
@@ -270,7 +270,9 @@ def test_the_new_methods_train_through_the_cli(data, tmp_path, backbone, method,
     rows = log_rows(work)
     assert len(rows) == 1 and 0 < float(rows[0]["train_loss"]) < 10
     assert 0 <= json.loads((work / "eval.json").read_text())["top1"] <= 100
-    model = vidpeft.build_model(backbone, method, len(spec["labels"]), **spec["options"])
-    trainable = {vidpeft.methods.canonical_key(n) for n, p in model.named_parameters() if p.requires_grad}
+    model = vidpeft.build_model(backbone, method, len(spec["labels"]), backbone_options=spec["backbone_options"],
+                                **spec["options"])
+    # the trainable tensors (with the vpetl recipe's ViT head: fc_norm too) and the head BatchNorm's statistics
+    trainable = set(vidpeft.model.adapter_state_dict(model))
     with safe_open(str(work / "best" / "adapter.safetensors"), "pt") as saved:
         assert set(saved.keys()) == trainable
