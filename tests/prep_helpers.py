@@ -86,3 +86,13 @@ def check_held_out(out: Path, official_train: list[tuple[str, int]], fraction: f
         n = sum(1 for _, lab in everything if lab == label)
         expected = min(n - 1, max(1, round(fraction * n))) if n > 1 else 0
         assert sum(1 for _, lab in val if lab == label) == expected, label
+
+
+def tiny_motion_data(root: Path) -> Path:
+    """A prepared Kinetics-layout set of 2 motions x 5 tiny videos (separate val and test lists)."""
+    from vidpeft.synthetic import make_dataset
+
+    make_dataset("k400", root / "raw", classes=2, per_class=5, size=(64, 48), frames=8, seed=1, plain=True)
+    assert prep_main(["k400", "--src", str(root / "raw"), "--out", str(root / "data"), "--short-side", "0",
+                      "--no-progress"]) == 0
+    return root / "data"
