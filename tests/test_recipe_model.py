@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import vidpeft
 from vidpeft.cli import train as train_cli
 from vidpeft.data import load_recipe
+from vidpeft.engine.config import TrainConfig
 from vidpeft.engine.optim import build_optimizer
 from vidpeft.methods import blocks
 
@@ -92,7 +93,7 @@ def test_fc_norm_and_head_learn_at_full_rate_under_layer_decay():
     """VideoMAE optim_factory.get_num_layer_for_vit: blocks.i -> i + 1, everything after the
     blocks (fc_norm, head) -> L + 1, scale 0.75 ** (L + 1 - id)."""
     model = vidpeft.build_model("videomae-micro", "full", CLASSES)
-    optimizer = build_optimizer(model, {"optimizer": "adamw", "weight_decay": 0.05, "layer_decay": 0.75}, 1.0)
+    optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05, layer_decay=0.75), 1.0)
     scale = {id(p): group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
     named = dict(model.named_parameters())
     depth = len(model.blocks)

@@ -13,6 +13,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from vidpeft.errors import UserError
+
 DECODERS = ("decord", "pyav")
 
 
@@ -125,7 +127,7 @@ def open_video(path: str | Path, decoder: str = "decord") -> VideoReader:
     """Open `path` with `decoder` ('decord' or 'pyav'); raises VideoReadError if it cannot."""
     path = Path(path)
     if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+        raise UserError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
     if not path.is_file():
         raise VideoReadError(path, "no such file")
     return DecordReader(path) if decoder == "decord" else PyAVReader(path)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..backbones.checkpoints import BASE_LAYER, canonical_key
+from ..errors import UnknownOption, UserError
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -37,8 +38,11 @@ class MethodConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
-            raise TypeError(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
-        return cls(**options)
+            raise UnknownOption(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
+        try:
+            return cls(**options)
+        except ValueError as error:  # a method's own check of its option values
+            raise UserError(f"method {method!r}: {error}") from None
 
 
 @dataclass(frozen=True)

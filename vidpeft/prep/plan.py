@@ -5,6 +5,10 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..labels import label_map, read_label_file
 
 import numpy as np
 
@@ -109,3 +113,31 @@ def hold_out_validation(plan: Plan, fraction: float = DEFAULT_VAL_FRACTION, seed
     plan.notes["val_list"] = (f"held out from the training list: {fraction:g} of each class (rounded; at least "
                               f"one of a class of two or more), seed {seed}; train.csv is the rest, "
                               "train_all.csv the whole training list")
+
+
+def pick_labels(choice: str, dataset: str, own: list[str], key: Callable[[str], str] = str) -> tuple[list[str], dict]:
+    """The label map to use: the community one (annotations/), the dataset's own classes (`own`, in
+    label-id order), or a label file (line number = id). Returns it and a note for the report saying
+    which was used and how it differs from the community map (`key` normalises names to compare)."""
+    community = label_map(dataset)
+    if choice == "community":
+        classes = community
+    elif choice == "dataset":
+        classes = own
+    else:
+        path = Path(choice)
+        if not path.is_file():
+            raise LayoutError(f"--labels {choice}: no such label file (give community, dataset or a file "
+                              "with one class name per line)")
+        try:
+            classes = read_label_file(path)
+        except UserError as error:
+            raise LayoutError(str(error)) from None
+    ids = {key(c): i for i, c in enumerate(community)}
+    added = [c for c in classes if key(c) not in ids]
+    note = {"map": choice if choice in ("community", "dataset") else str(Path(choice).resolve()),
+            "classes": len(classes), "same_as_community": classes == community,
+            "not_in_community": added,
+            "community_classes_absent": len(set(ids) - {key(c) for c in classes}),
+            "renumbered": sum(1 for i, c in enumerate(classes) if key(c) in ids and ids[key(c)] != i)}
+    return classes, note

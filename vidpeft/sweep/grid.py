@@ -196,10 +196,10 @@ def _refusal(backbone: str, method: str, options: dict, where: str) -> str | Non
     try:
         with torch.device("meta"):
             build_model(backbone, method, 2, **options)
+    except TypeError as error:  # an option the method does not have (UnknownOption is a ValueError too)
+        raise ValueError(f"{where}: {error}") from None
     except ValueError as error:
         return str(error)
-    except TypeError as error:  # an option the method does not have
-        raise ValueError(f"{where}: {error}") from None
     return None
 
 
