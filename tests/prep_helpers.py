@@ -75,6 +75,19 @@ def check_outputs(out: Path, rows: list[tuple[str, int]], short_side: int | None
         assert (p.frames, p.fps) == (frames, fps), rel
 
 
+def check_held_out(out: Path, official_train: list[tuple[str, int]], fraction: float = 0.1) -> None:
+    """val.csv is a class-stratified slice of the official training list, train.csv the rest,
+    train_all.csv the whole list; counts per class as documented (rounded, >= 1 of a class of
+    two or more, never the whole class)."""
+    train, val, everything = (sorted(read_list(out / name)) for name in ("train.csv", "val.csv", "train_all.csv"))
+    assert everything == sorted(official_train)
+    assert sorted(train + val) == everything and not set(train) & set(val)
+    for label in {label for _, label in everything}:
+        n = sum(1 for _, lab in everything if lab == label)
+        expected = min(n - 1, max(1, round(fraction * n))) if n > 1 else 0
+        assert sum(1 for _, lab in val if lab == label) == expected, label
+
+
 def tiny_motion_data(root: Path) -> Path:
     """A prepared Kinetics-layout set of 2 motions x 5 tiny videos (separate val and test lists)."""
     from vidpeft.synthetic import make_dataset

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from test_data_temporal import mmaction_dense
+
 from vidpeft.cli import predict as predict_cli
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import test as test_cli
@@ -25,7 +27,8 @@ SMALL = ["--frames", "4", "--stride", "2", "--input-size", "32", "--num-workers"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """A prepared SSv2-layout set: 4 motion classes, 16 train / 8 val (= test) videos."""
+    """A prepared SSv2-layout set: 4 motion classes, 16 official train videos (12 train + 4 held out
+    as val.csv) and 8 official validation videos (test.csv)."""
     root = tmp_path_factory.mktemp("engine")
     make_dataset("ssv2", root / "raw", classes=4, per_class=6, size=(64, 48), frames=12, seed=3)
     assert prep_cli.main(["ssv2", "--src", str(root / "raw"), "--out", str(root / "data"), "--workers", "2"]) == 0
@@ -47,14 +50,15 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert train(data, work) == 0
     out = capsys.readouterr().out
     assert "top-1" in out and "2 clips x 3 crops" in out
-    assert "list the same videos" in out  # SSv2: val.csv is test.csv, and the user is told
+    assert "select-on-test" not in out  # the held-out val.csv shares no video with test.csv
     for name in ("config.yaml", "last.pt", "log.csv", "eval.json", "best/adapter.safetensors", "best/adapter.json"):
         assert (work / name).is_file(), name
     assert [int(r["epoch"]) for r in log_rows(work)] == [1, 2]
     result = json.loads((work / "eval.json").read_text())
     test_videos = (data / "test.csv").read_text().splitlines()
     assert result["videos"] == len(test_videos) == 8 and result["unreadable"] == []
-    assert result["views"] == {"frames": 4, "stride": 2, "clips": 2, "crops": 3}
+    assert result["views"] == {"frames": 4, "stride": 2, "clips": 2, "crops": 3, "temporal": "videomae"}
+    assert result["selected_on_test"] is False
     assert 0 <= result["top1"] <= result["top5"] <= 100 and "mean_class_accuracy" in result
     assert result["checkpoint"] == str(work / "best")
     best_epoch = max(log_rows(work), key=lambda r: float(r["val_top1"]))["epoch"]
@@ -69,6 +73,18 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
                           "--out", str(tmp_path / "e.json")]) == 0
     rescored = json.loads((tmp_path / "e.json").read_text())
     assert rescored["views"]["clips"] == 1 and rescored["views"]["crops"] == 1 and rescored["videos"] == 8
+    # --dump-views: the frames and boxes of every view, against the reference formulas
+    assert test_cli.main(["--work-dir", str(work), "--clips", "3", "--temporal", "mmaction", "--out",
+                          str(tmp_path / "m.json"), "--dump-views", str(tmp_path / "views.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["views"]["temporal"] == "mmaction"
+    dumped = json.loads((tmp_path / "views.json").read_text())
+    assert dumped["views"] == {"frames": 4, "stride": 2, "clips": 3, "crops": 3, "temporal": "mmaction"}
+    assert [v["path"] for v in dumped["videos"]] == [str(data / line.rsplit(" ", 1)[0]) for line in test_videos]
+    for video in dumped["videos"]:
+        assert video["num_frames"] == 12 and video["frame_size"] == [48, 64] and video["resized"] == [32, 42]
+        assert video["clips"] == mmaction_dense(12, 4, 2, 3)  # offsets round(k * 5 / 2) = 0, 2, 5
+        assert [(v["clip"], v["crop"], v["box"]) for v in video["views"]] == [
+            (k, c, [0, left, 32, 32]) for k in range(3) for c, left in enumerate([0, 5, 10])]  # (42 - 32) // 2
     capsys.readouterr()
     video = data / test_videos[0].rsplit(" ", 1)[0]
     assert predict_cli.main([str(video), "--work-dir", str(work), "--topk", "3", "--json"]) == 0
@@ -88,6 +104,18 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     missing = tmp_path / "no such clip.mp4"
     assert predict_cli.main([str(video), str(missing), "--work-dir", str(work)]) == 2
     assert capsys.readouterr().err == f"error: {missing}: no such video file\n"
+
+
+def test_selecting_epochs_on_the_test_list_is_refused_unless_asked(data, tmp_path, capsys):
+    work = tmp_path / "run"
+    assert train(data, work, "--val-list", "test.csv", epochs=1) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert "8 of its videos are in the test list" in error and "--select-on-test" in error
+    assert not work.exists()  # refused before anything was written
+    assert train(data, work, "--val-list", "test.csv", "--select-on-test", epochs=1) == 0
+    result = json.loads((work / "eval.json").read_text())
+    assert result["selected_on_test"] is True and "shares 8 videos with the test list" in result["model_selection"]
 
 
 def test_corrupt_test_video_is_reported_and_excluded(data, tmp_path):
@@ -225,7 +253,9 @@ def test_the_new_methods_train_through_the_cli(data, tmp_path, backbone, method,
     rows = log_rows(work)
     assert len(rows) == 1 and 0 < float(rows[0]["train_loss"]) < 10
     assert 0 <= json.loads((work / "eval.json").read_text())["top1"] <= 100
-    model = vidpeft.build_model(backbone, method, len(spec["labels"]), **spec["options"])
-    trainable = {vidpeft.methods.canonical_key(n) for n, p in model.named_parameters() if p.requires_grad}
+    model = vidpeft.build_model(backbone, method, len(spec["labels"]), backbone_options=spec["backbone_options"],
+                                **spec["options"])
+    # the trainable tensors (with the vpetl recipe's ViT head: fc_norm too) and the head BatchNorm's statistics
+    trainable = set(vidpeft.model.adapter_state_dict(model))
     with safe_open(str(work / "best" / "adapter.safetensors"), "pt") as saved:
         assert set(saved.keys()) == trainable

@@ -27,13 +27,23 @@ TINY = ["--backbone", "videomae-micro", "--method", "lora", "--dropout", "0.2", 
 EPOCHS = ["--epochs", "2"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_as_the_subprocesses():
+    """The interrupted runs are subprocesses with OMP_NUM_THREADS=1; in-process runs use one thread
+    too, so that float reductions (e.g. the BatchNorm head's batch statistics) sum in the same order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """A prepared SSv2-layout set: 4 motion classes, 16 train / 8 val (= test) videos."""
     root = tmp_path_factory.mktemp("faults")
     make_dataset("ssv2", root / "raw", classes=4, per_class=6, size=(64, 48), frames=12, seed=3)
     assert prep_cli.main(["ssv2", "--src", str(root / "raw"), "--out", str(root / "data"), "--workers", "2",
-                          "--no-progress"]) == 0
+                          "--no-progress", "--val-fraction", "0"]) == 0  # all 16 videos in train.csv
     # validation on videos the test list does not hold
     train_lines = (root / "data" / "train.csv").read_text().splitlines()
     (root / "data" / "heldout.csv").write_text("\n".join(train_lines[:4]) + "\n")

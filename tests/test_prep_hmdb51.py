@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import rarfile
-from prep_helpers import WILD_DIR, check_outputs, read_list, run_prep, tree_hashes
+from prep_helpers import WILD_DIR, check_held_out, check_outputs, read_list, run_prep, tree_hashes
 from rar4 import write_rar4
 
 from vidpeft.labels import label_map
@@ -63,9 +63,9 @@ def check_run(src, out, raw_root, videos, capsys, split="1"):
     assert len(expected) == 6
     for name, rows in expected.items():
         assert sorted(read_list(out / name)) == rows, name
-    assert sorted(read_list(out / "train.csv")) == expected[f"train_split{split}.csv"]
-    assert sorted(read_list(out / "val.csv")) == expected[f"test_split{split}.csv"]
-    assert (out / "test.csv").read_text() == (out / "val.csv").read_text()
+    assert report["test_list"] == f"test_split{split}"
+    assert sorted(read_list(out / "test.csv")) == expected[f"test_split{split}.csv"]
+    check_held_out(out, expected[f"train_split{split}.csv"])
     assert (out / "labels.txt").read_text().splitlines() == label_map("hmdb51")
     check_outputs(out, expected["train_split1.csv"] + expected["test_split1.csv"],
                   short_side=320, height=None, frames=5, fps=Fraction(30))

@@ -91,7 +91,9 @@ def test_k400_resume_skips_finished_outputs(tmp_path, capsys):
     assert (code, report["converted"], report["skipped"]) == (0, 1, 3)
     assert "1 converted, 3 skipped" in text
     assert all(p.stat().st_mtime_ns == stamps[p] for p in done[1:])
-    assert len(read_list(out / "train.csv")) + len(read_list(out / "val.csv")) == len(videos)
+    # no labelled test.csv: test.csv is the validate list; one video per class leaves none to hold out
+    assert len(read_list(out / "train.csv")) + len(read_list(out / "test.csv")) == len(videos)
+    assert read_list(out / "val.csv") == [] and read_list(out / "train_all.csv") == read_list(out / "train.csv")
 
 
 def test_k400_kill_9_leaves_no_partial_output_and_rerun_completes(tmp_path):

@@ -2,7 +2,7 @@
 from fractions import Fraction
 
 import pytest
-from prep_helpers import WILD_DIR, check_outputs, read_list, run_prep, tree_hashes
+from prep_helpers import WILD_DIR, check_held_out, check_outputs, read_list, run_prep, tree_hashes
 
 from vidpeft.labels import label_map
 from vidpeft.synthetic import make_dataset
@@ -25,9 +25,10 @@ def test_ssv2_end_to_end(tmp_path, capsys, long_names):
     classes = label_map("ssv2")
     expected = {split: sorted((f"videos/{v.path.stem}.mp4", v.label) for v in videos
                               if v.split == split) for split in ("train", "val")}
-    assert sorted(read_list(out / "train.csv")) == expected["train"]
-    assert sorted(read_list(out / "val.csv")) == expected["val"]
-    assert (out / "test.csv").read_text() == (out / "val.csv").read_text()
+    # test.csv is the official validation list; val.csv is held out of the training list
+    assert sorted(read_list(out / "test.csv")) == expected["val"]
+    check_held_out(out, expected["train"])
+    assert "held out from the training list" in report["val_list"] and "val.csv: held out" in text
     assert (out / "labels.txt").read_text().splitlines() == classes
     assert all(classes[v.label] == v.class_name for v in videos)
     # webm 427x240 -> mp4 keeping the 240 px height (width rounded to even)
@@ -51,6 +52,6 @@ def test_ssv2_missing_and_truncated_webm_are_reported(tmp_path, capsys):
     assert "truncated" in report["failed"][0]["reason"]
     assert report["converted"] == 2
     assert f"missing: train.json: {gone.stem}" in text
-    listed = (out / "train.csv").read_text() + (out / "val.csv").read_text()
+    listed = (out / "train_all.csv").read_text() + (out / "test.csv").read_text()
     assert f"videos/{gone.stem}.mp4" not in listed and f"videos/{cut.stem}.mp4" not in listed
     assert len(listed.splitlines()) == 2

@@ -79,7 +79,7 @@ def table_rows(markdown: str) -> dict[str, list[str]]:
     for line in markdown.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if line.startswith("| ") and len(cells) > 3:
-            rows[" ".join(cells[:2]) + (f" {cells[3]}" if cells[3].endswith("crops") else "")] = cells
+            rows[" ".join(cells[:2]) + (f" {cells[3]}" if " crops" in cells[3] else "")] = cells
     return rows
 
 
@@ -97,11 +97,11 @@ def test_table_averages_seeds_and_keeps_other_views_apart(run_dir, tmp_path, cap
     lora = count_parameters(build_model("videomae-micro", "lora", 7))["trainable"]
     assert af > 0 and lora > 0 and af != lora
     rows = table_rows(out)
-    three = rows["videomae-micro adaptformer 2 clips x 3 crops"]
+    three = rows["videomae-micro adaptformer 2 clips x 3 crops, temporal videomae"]
     assert three[2] == f"{af:,}"
     assert three[4] == "50.00 ± 10.00 (3)"  # sample std of 40, 50, 60
     assert three[6] == f"{ppt(50.0, af):.2f}"
-    assert rows["videomae-micro adaptformer 1 clips x 3 crops"][4] == "70.00"  # not averaged with the others
+    assert rows["videomae-micro adaptformer 1 clips x 3 crops, temporal videomae"][4] == "70.00"  # not averaged with the others
     assert "rows differ in views" in out
     assert "selection: best val epoch" in out  # the k400 layout holds out a validation list
 
@@ -109,7 +109,7 @@ def test_table_averages_seeds_and_keeps_other_views_apart(run_dir, tmp_path, cap
         records = list(csv.DictReader(f))
     assert len(records) == 3
     by_views = {(r["method"], r["views"]): r for r in records}
-    first = by_views[("adaptformer", "2 clips x 3 crops")]
+    first = by_views[("adaptformer", "2 clips x 3 crops, temporal videomae")]
     assert float(first["top1_mean"]) == pytest.approx(50.0) and float(first["top1_std"]) == pytest.approx(10.0)
     assert first["seeds"] == "0 1 2" and int(first["trainable"]) == af
     data = json.loads((sweep / "table.json").read_text())

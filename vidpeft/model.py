@@ -67,6 +67,8 @@ def build_model(
     # what the method added: load reports list these apart from keys a checkpoint lacks
     model.vidpeft_added = sorted(k for k in map(canonical_key, model.state_dict()) if k not in backbone_keys)
     model.head.requires_grad_(True)
+    for part in getattr(model, "trained_with_head", ()):  # e.g. VideoMAE's fc_norm with train_fc_norm
+        getattr(model, part).requires_grad_(True)
     model.vidpeft_spec = ModelSpec(backbone, method, num_classes, _jsonable(asdict(cfg)),
                                    dict(backbone_options or {}), labels, seed)
     return model
@@ -87,14 +89,23 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     }
 
 
+def trained_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Batch-norm running statistics (e.g. the head BatchNorm of linear probing): training
+    changes them as it changes weights, so they are saved with the trainable tensors."""
+    return {canonical_key(f"{name}.{key}" if name else key): buffer
+            for name, module in model.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            for key, buffer in module.named_buffers(recurse=False)}
+
+
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable tensors, under the names the unwrapped backbone would use."""
-    return {canonical_key(name): p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    """The trainable tensors (and trained buffers), under the names the unwrapped backbone would use."""
+    state = {canonical_key(name): p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    return {**state, **{k: b.detach() for k, b in trained_buffers(model).items()}}
 
 
 def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Copy saved trainable tensors into `model`; every trainable tensor must be present."""
-    params = {canonical_key(name): p for name, p in model.named_parameters()}
+    params = {**{canonical_key(name): p for name, p in model.named_parameters()}, **trained_buffers(model)}
     unexpected = sorted(set(tensors) - set(params))
     missing = sorted(k for k in adapter_state_dict(model) if k not in tensors)
     if unexpected or missing:

@@ -58,14 +58,15 @@ def build_backbone(name: str, num_classes: int, **kwargs) -> nn.Module:
     return BACKBONES.get(name)(num_classes=num_classes, **kwargs)
 
 
-# V-PETL's settings: PATT width 128 on Video Swin, 32 on VideoMAE; clip length 16 for VideoMAE
+# V-PETL's settings: PATT width 128 on Video Swin, 32 on VideoMAE; AdaptFormer's input the residual
+# stream on VideoMAE (AdaptFormer's vit_video.py), norm2's output on Swin (V-PETL's Swin code); clip length 16 for VideoMAE
 # (its pre-training), 8 for Video Swin (the benchmark's); the micro test models take 8 frames.
 for _size in videomae.SIZES:
     register_backbone(f"videomae-{_size}", videomae.factory(_size),
-                      BackboneInfo(videomae.VideoMAE.family, 8 if _size == "micro" else 16, method_defaults={"patt_dim": 32}))
+                      BackboneInfo(videomae.VideoMAE.family, 8 if _size == "micro" else 16, method_defaults={"patt_dim": 32, "adapter_input": "residual"}))
 for _size in videoswin.SIZES:
     register_backbone(f"videoswin-{_size}", videoswin.factory(_size),
-                      BackboneInfo(videoswin.VideoSwin.family, 8, method_defaults={"patt_dim": 128}))
+                      BackboneInfo(videoswin.VideoSwin.family, 8, method_defaults={"patt_dim": 128, "adapter_input": "norm2"}))
 for _alias, (_timm_name, _defaults) in timm_image.ALIASES.items():
     register_backbone(_alias, timm_image.factory(_timm_name, _defaults), image_info(_timm_name))
 

@@ -382,7 +382,11 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
 
 
 def reset_head(model: nn.Module) -> None:
-    """Fresh initialisation of the head in place (keeps any wrapper and its requires_grad)."""
+    """Fresh initialisation of the head in place (keeps any wrapper and its requires_grad), as the
+    model initialises it (its recipe's std and scale) when it can say."""
+    if hasattr(model, "init_head"):
+        model.init_head()
+        return
     linear = getattr(model.head, BASE_LAYER, model.head)
     nn.init.trunc_normal_(linear.weight, std=0.02)
     nn.init.zeros_(linear.bias)

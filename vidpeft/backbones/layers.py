@@ -159,14 +159,32 @@ def init_linear(m: nn.Module) -> None:
 class VideoClassifier(nn.Module):
     """What both families share around `forward_features`: the head and the checkpointing switch.
 
-    Subclasses set `num_features`, `head_drop`, `head` and `grad_checkpointing`."""
+    Subclasses set `num_features`, `head_drop`, `head` and `grad_checkpointing`, then call
+    `configure_head`. forward = head(head_norm(head_drop(forward_features(x))))."""
+
+    def configure_head(self, norm: bool = False, init_std: float = 0.02, init_scale: float = 1.0) -> None:
+        """Head options of published recipes: `norm` puts BatchNorm1d(affine=False, eps 1e-6) before
+        the linear head (MAE / AdaptFormer linear probing, `main_video.py`); the head weight is
+        trunc-normal with `init_std` (AdaptFormer: 0.01), times `init_scale` (VideoMAE
+        `--init_scale 0.001`), its bias zero."""
+        self.head_norm = nn.BatchNorm1d(self.num_features, affine=False, eps=1e-6) if norm else nn.Identity()
+        self.head_init = (float(init_std), float(init_scale))
+        self.init_head()
+
+    def init_head(self) -> None:
+        std, scale = self.head_init
+        linear = getattr(self.head, "base_layer", self.head)
+        with torch.no_grad():
+            nn.init.trunc_normal_(linear.weight, std=std)
+            linear.weight.mul_(scale)
+            nn.init.zeros_(linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_drop(self.forward_features(x)))
+        return self.head(self.head_norm(self.head_drop(self.forward_features(x))))
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes).to(self.head.weight)
-        init_linear(self.head)
+        self.init_head()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable

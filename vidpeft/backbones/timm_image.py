@@ -24,7 +24,7 @@ from timm.models import vision_transformer as timm_vit
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    TokenLayout, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks,
+    TokenLayout, VideoClassifier, check_divisible, prefix_kv, qkv_with_qv_bias, run_blocks,
 )
 from vidpeft.errors import UnknownName, UserError
 
@@ -184,7 +184,7 @@ class FrameWiseVideo(VideoClassifier):
                                if temporal_embedding else None)
         self.head_drop = nn.Dropout(head_drop)
         self.head = nn.Linear(self.num_features, num_classes)
-        init_linear(self.head)
+        self.configure_head()
         # one token sequence per frame (B·T, P + H·W, C), P = class / register tokens first
         self.token_layout = TokenLayout(num_prefix_tokens=image.num_prefix_tokens, frames_in_batch=True)
         for block in image.blocks:

@@ -83,7 +83,13 @@ class VideoMAE(VideoClassifier):
         drop_path_rate: float = 0.0,
         head_drop: float = 0.0,
         norm_eps: float = 1e-6,
+        head_norm: bool = False,
+        head_init_std: float = 0.02,
+        head_init_scale: float = 1.0,
+        train_fc_norm: bool = False,
     ) -> None:
+        """`head_*`: see VideoClassifier.configure_head; `train_fc_norm`: fc_norm trains with the
+        head whatever the method (AdaptFormer's main_video.py)."""
         super().__init__()
         self.num_features = self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(in_chans, embed_dim, tubelet_size, patch_size)
@@ -106,6 +112,8 @@ class VideoMAE(VideoClassifier):
         self.grad_checkpointing = False
         self._pos_cache: dict[tuple, torch.Tensor] = {}
         self.apply(_init_weights)
+        self.configure_head(head_norm, head_init_std, head_init_scale)
+        self.trained_with_head = ("fc_norm",) if train_fc_norm else ()
 
     def position_table(self, num_tokens: int, like: torch.Tensor) -> torch.Tensor:
         key = (num_tokens, like.device, like.dtype)

@@ -193,6 +193,9 @@ class VideoSwin(VideoClassifier):
         in_chans: int = 3,
         drop_path_rate: float = 0.1,
         head_drop: float = 0.5,
+        head_norm: bool = False,
+        head_init_std: float = 0.02,
+        head_init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         window_size = tuple(window_size)
@@ -215,6 +218,7 @@ class VideoSwin(VideoClassifier):
         self.token_grid: tuple[int, int, int] | None = None
         self.grad_checkpointing = False
         self.apply(init_linear)
+        self.configure_head(head_norm, head_init_std, head_init_scale)
 
     @property
     def blocks(self) -> list[TransformerBlock]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..prep import hmdb51, k400, ssv2
 from ..prep.archives import ArchiveReadError
-from ..prep.plan import LayoutError
+from ..prep.plan import DEFAULT_VAL_FRACTION, LayoutError, hold_out_validation
 from ..prep.runner import REPORT, run
 from ..prep.transcode import EncodeSettings
 
@@ -29,8 +29,13 @@ raw layouts (--src):
 outputs (--out):
   videos/...mp4    H.264 yuv420p, even size, no audio, same frame rate and frame count;
                    short side 320 for k400/hmdb51, original size (240 px high) for ssv2
-  train.csv val.csv test.csv   '<path relative to OUT> <label id>' per converted video
-                   (ssv2: test = val; hmdb51: also train_split<k>.csv / test_split<k>.csv)
+  train.csv val.csv test.csv   '<path relative to OUT> <label id>' per converted video;
+                   test.csv is the official evaluation list (ssv2: its validation set;
+                   hmdb51: test_split<k>; k400: test, or validate without a labelled test);
+                   where that list has no separate validation set, val.csv is a held-out
+                   class-stratified slice of the training list (--val-fraction, --val-seed),
+                   train.csv the rest, train_all.csv the whole training list
+                   (hmdb51: also train_split<k>.csv / test_split<k>.csv)
   labels.txt       class name per line, line number = label id
   {REPORT}  converted, skipped, failed [{{path, reason}}], missing [...]
 
@@ -61,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
                         "(default: 320 for k400/hmdb51, 0 for ssv2)")
     p.add_argument("--split", type=int, choices=(1, 2, 3), default=1,
                    help="hmdb51: the split written as train/val/test.csv (default 1)")
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, metavar="F",
+                   help="share of each class of the training list held out as val.csv where the dataset "
+                        f"has no validation set apart from its test list (default {DEFAULT_VAL_FRACTION}; "
+                        "0 = val.csv repeats test.csv)")
+    p.add_argument("--val-seed", type=int, default=0, metavar="S", help="seed of the held-out draw (default 0)")
     p.add_argument("--crf", type=int, default=23, metavar="C", help="x264 quality, lower = better (23)")
     p.add_argument("--preset", default="veryfast", choices=PRESETS, metavar="PRESET",
                    help="x264 preset, ultrafast ... veryslow (default veryfast)")
@@ -92,6 +102,8 @@ def _summary(report: dict, out: Path) -> str:
         f"; against the community map: {len(labels['not_in_community'])} not in it, "
         f"{labels['community_classes_absent']} of it absent, {labels['renumbered']} with another id"))
     lines.append(f"lists in {out}: {lists}, labels.txt; report: {out / REPORT}")
+    if "val_list" in report:
+        lines.append(f"val.csv: {report['val_list']}")
     return "\n".join(lines)
 
 
@@ -107,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     short_side = module.DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side
-    if min(short_side, args.workers, args.threads) < 0 or not 0 <= args.crf <= 51:
-        print("vidpeft-prep: --short-side, --workers and --threads must be >= 0, --crf 0..51",
-              file=sys.stderr)
+    if min(short_side, args.workers, args.threads) < 0 or not 0 <= args.crf <= 51 or not 0 <= args.val_fraction < 1:
+        print("vidpeft-prep: --short-side, --workers and --threads must be >= 0, --crf 0..51, "
+              "--val-fraction in [0, 1)", file=sys.stderr)
         return EXIT_USAGE
     options = {"split": args.split} if module is hmdb51 else {}
     options["labels"] = args.labels
@@ -117,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                               threads=args.threads)
     try:
         plan = module.plan(args.src, args.out, **options)
+        hold_out_validation(plan, args.val_fraction, args.val_seed)
         report = run(plan, args.out, settings, workers=args.workers,
                      progress=not args.no_progress)
     except (LayoutError, ArchiveReadError) as e:

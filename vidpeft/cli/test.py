@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", help="list file to score (default: DATA/test.csv)")
     parser.add_argument("--clips", type=int, help="temporal clips per video (default: the recipe's)")
     parser.add_argument("--crops", type=int, help="spatial crops per clip: 1 centre, 3 left/centre/right")
+    parser.add_argument("--temporal", choices=["videomae", "mmaction", "centred"],
+                        help="where the K clips sit (default: the recipe's): videomae = VideoMAE / V-PETL code, "
+                        "mmaction = mmaction2 SampleFrames test mode, centred = ours")
+    parser.add_argument("--dump-views", metavar="FILE",
+                        help="also write FILE (JSON): per video, the frame indices of every clip and the crop box "
+                        "of every view, so the protocol can be checked")
     parser.add_argument("--frames", type=int, help="frames per clip (default: as trained)")
     parser.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder")
     parser.add_argument("--num-workers", type=int, help="data loader workers")
@@ -54,7 +60,7 @@ def score(args: argparse.Namespace) -> dict:
     device = dist.init()
     work_dir = Path(args.work_dir)
     model, cfg, data_cfg = load_run(work_dir, args.pretrained, {
-        "test.clips": args.clips, "test.crops": args.crops, "data.frames": args.frames,
+        "test.clips": args.clips, "test.crops": args.crops, "test.temporal": args.temporal, "data.frames": args.frames,
         "data.decoder": args.decoder, "data.num_workers": args.num_workers})
     data_root = Path(args.data or cfg["data_root"])
     list_file = Path(args.list) if args.list else data_root / cfg["lists"]["test"]
@@ -68,9 +74,21 @@ def score(args: argparse.Namespace) -> dict:
     if dist.is_main():
         out = Path(args.out) if args.out else run / f"eval_{list_file.stem}_{data_cfg.test_clips}x{data_cfg.test_crops}.json"
         write_eval(out, result)
+        if args.dump_views:
+            dump_views(dataset, Path(args.dump_views))
         print(f"wrote {out}")
     dist.shutdown()
     return result
+
+
+def dump_views(dataset, path: Path) -> None:
+    """FILE for --dump-views: the views definition and every video's view plan."""
+    from tqdm import tqdm
+
+    from ..fileio import write_atomic
+
+    videos = [dataset.view_plan(i) for i in tqdm(range(len(dataset)), desc="views", leave=False, dynamic_ncols=True, disable=None)]
+    write_atomic(path, json.dumps({"views": dataset.cfg.views(), "videos": videos}, indent=1) + "\n")
 
 
 def _model_selection(run: Path) -> str:

@@ -36,6 +36,8 @@ OVERRIDES = {
     "num_workers": ("data.num_workers", int, "data loader worker processes"),
     "clips": ("test.clips", int, "temporal clips per test video"),
     "crops": ("test.crops", int, "spatial crops per test clip (1 = centre, 3 = left/centre/right)"),
+    "temporal": ("test.temporal", str, "where the test clips sit: videomae (first to last frame, VideoMAE / "
+                 "V-PETL code), mmaction (mmaction2 SampleFrames test mode) or centred (ours)"),
 }
 
 
@@ -64,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{split}-list", default=f"{split}.csv", help=f"{split} list inside DATA_ROOT")
     for flag, (_, kind, text) in OVERRIDES.items():
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=text)
+    parser.add_argument("--select-on-test", action="store_true",
+                        help="allow choosing the best epoch on a validation list that shares videos with the test "
+                        "list (refused by default; for reproducing protocols that did so); eval.json says it")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable training video")
     parser.add_argument("--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard")
@@ -117,11 +122,12 @@ def resolved_config(args: argparse.Namespace) -> dict:
     cfg["model"] = {
         "backbone": args.backbone, "method": args.method, "options": method_options(args),
         "pretrained": str(Path(args.pretrained).resolve()) if args.pretrained else None,
-        "backbone_options": {"drop_path_rate": train.drop_path},
+        # the recipe's backbone: section (per family under backbones:), e.g. the head options
+        "backbone_options": {"drop_path_rate": train.drop_path, **(cfg.pop("backbone", None) or {})},
     }
     cfg.update(recipe=args.recipe, dataset=dataset, data_root=str(data_root.resolve()),
                work_dir=str(work_dir.resolve()), resume=False, overwrite=args.overwrite,
-               tensorboard=args.tensorboard,
+               tensorboard=args.tensorboard, select_on_test=args.select_on_test,
                lists={"train": args.train_list, "val": args.val_list, "test": args.test_list})
     return cfg
 
@@ -192,7 +198,8 @@ def summary(result: dict) -> str:
     sampling = f"stride {views['stride']}" if "stride" in views else f"{views.get('segments')} segments"
     return (f"top-1 {result['top1']:.2f}%  top-5 {result['top5']:.2f}%  mean class acc "
             f"{result['mean_class_accuracy']:.2f}%  on {result['videos']} videos "
-            f"({views['frames']} frames, {sampling}, {views['clips']} clips x {views['crops']} crops); "
+            f"({views['frames']} frames, {sampling}, {views['clips']} clips x {views['crops']} crops, "
+            f"{views.get('temporal', 'centred')} placement); "
             f"unreadable: {len(result['unreadable'])}; checkpoint {result['checkpoint']}")
 
 

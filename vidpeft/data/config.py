@@ -10,12 +10,13 @@ from typing import Any, Mapping
 import yaml
 
 from vidpeft.data.decode import DECODERS
+from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugment
 from vidpeft.errors import MissingFile, UserError
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs"  # -> configs/
 # `test:` keys of a recipe -> DataConfig fields
-TEST_KEYS = {"clips": "test_clips", "crops": "test_crops"}
+TEST_KEYS = {"clips": "test_clips", "crops": "test_crops", "temporal": "test_temporal"}
 
 
 def is_ssv2(dataset: str | None) -> bool:
@@ -29,20 +30,24 @@ class DataConfig:
     frames: int = 8
     sampling: str = "dense"  # dense | segment
     stride: int = 4  # dense only
+    train_temporal: str = "uniform"  # uniform | videomae (sampling.TRAIN_TEMPORAL)
     input_size: int = 224
     train_crop: str = "multiscale"  # multiscale | random_resized
     scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)  # multiscale crop
+    fixed_crops: int = 5  # multiscale crop positions: 5 (corners, centre) or 13 (more_fix_crop)
     rrc_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
     rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio
     flip: bool = False
     randaugment: str | None = None  # e.g. "rand-m7-n4-mstd0.5-inc1"
     random_erasing: float = 0.0  # probability
+    repeated_aug: int = 1  # training: augmented clips per decoded video (VideoMAE --num_sample)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     decoder: str = "decord"  # decord | pyav
     num_workers: int = 2
     test_clips: int = 4
     test_crops: int = 3
+    test_temporal: str = "centred"  # centred | videomae | mmaction (sampling.TEST_TEMPORAL)
     dataset: str | None = None  # e.g. "ssv2": some datasets forbid some augmentations
 
     def __post_init__(self) -> None:
@@ -52,9 +57,14 @@ class DataConfig:
             (self.sampling in ("dense", "segment"), f"sampling must be 'dense' or 'segment', got {self.sampling!r}"),
             (self.train_crop in ("multiscale", "random_resized"),
              f"train_crop must be 'multiscale' or 'random_resized', got {self.train_crop!r}"),
+            (self.train_temporal in TRAIN_TEMPORAL,
+             f"train_temporal must be one of {', '.join(TRAIN_TEMPORAL)}, got {self.train_temporal!r}"),
+            (self.test_temporal in TEST_TEMPORAL,
+             f"test temporal must be one of {', '.join(TEST_TEMPORAL)}, got {self.test_temporal!r}"),
             (self.decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}"),
-            (min(self.frames, self.stride, self.input_size, self.test_clips, self.test_crops) >= 1,
-             "frames, stride, input_size, test clips and test crops must be at least 1"),
+            (min(self.frames, self.stride, self.input_size, self.test_clips, self.test_crops, self.repeated_aug) >= 1,
+             "frames, stride, input_size, repeated_aug, test clips and test crops must be at least 1"),
+            (self.fixed_crops in (5, 13), f"fixed_crops must be 5 or 13, got {self.fixed_crops}"),
             (0.0 <= self.random_erasing <= 1.0, f"random_erasing is a probability, got {self.random_erasing}"),
             (len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (R, G, B)"),
             (not (self.flip and is_ssv2(self.dataset)),
@@ -75,7 +85,8 @@ class DataConfig:
     def views(self) -> dict[str, Any]:
         """What a test view is, for reports: frames, stride or segments, clips, crops."""
         temporal = {"stride": self.stride} if self.sampling == "dense" else {"segments": self.frames}
-        return {"frames": self.frames, **temporal, "clips": self.test_clips, "crops": self.test_crops}
+        return {"frames": self.frames, **temporal, "clips": self.test_clips, "crops": self.test_crops,
+                "temporal": self.test_temporal}
 
     def override(self, **options: Any) -> "DataConfig":
         """A copy with the given options changed; None values (unset CLI options) are ignored."""

@@ -1,7 +1,9 @@
 """VideoDataset (decode -> sample -> transform) and its DataLoader.
 
 Items:
-- train: `(clip (3, T, S, S) float32, label, index)`
+- train: `(clip (3, T, S, S) float32, label, index)`; with `repeated_aug` R > 1, `(clips (R, 3, T,
+  S, S), label, index)`: R augmentations of one decoded clip (VideoMAE's repeated augmentation),
+  which `collate(..., repeated=True)` puts into the batch one after another
 - val/test: `(views (V, 3, T, S, S) float32, label, index)` with V = clips × crops in
   clip-major order: view k·C + c is temporal clip k (in time order) through spatial crop c
   (left→right, or top→bottom for portrait videos).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from functools import partial
 import signal
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -29,12 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
 from vidpeft.data.decode import VideoReadError, open_video
-from vidpeft.data.sampling import (
-    dense_test_indices,
-    random_dense_indices,
-    random_segment_indices,
-    segment_test_indices,
-)
+from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
 
 MODES = ("train", "val", "test")
@@ -76,7 +74,11 @@ class VideoDataset(Dataset):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(item_seed)
                     indices = self._train_indices(reader.num_frames, np.random.default_rng(item_seed))
-                    inputs = self.transform(reader.read(indices))
+                    frames = reader.read(indices)
+                    if self.cfg.repeated_aug > 1:
+                        inputs = torch.stack([self.transform(frames) for _ in range(self.cfg.repeated_aug)])
+                    else:
+                        inputs = self.transform(frames)
             else:
                 indices = self._test_indices(reader.num_frames)
                 inputs = self.transform(reader.read(indices.reshape(-1)), clips=len(indices))
@@ -87,26 +89,49 @@ class VideoDataset(Dataset):
             return None, sample.label, index
         return inputs, sample.label, index
 
+    def view_plan(self, index: int) -> dict:
+        """What the views of val/test item `index` are made of: the frame indices of each clip
+        and, per view (clip-major, as the item), the crop box [top, left, height, width] in the
+        frame resized so that its short side is S. An unreadable video gives its error."""
+        sample = self.samples[index]
+        entry = {"path": str(sample.path), "label": sample.label}
+        try:
+            reader = open_video(sample.path, self.cfg.decoder)
+            indices = self._test_indices(reader.num_frames)
+            height, width = reader.read(indices[:1, :1].reshape(-1)).shape[1:3]
+        except VideoReadError as error:
+            return {**entry, "error": str(error)}
+        size = self.cfg.short_side_resize
+        boxes = [[top, left, size, size] for top, left in spatial_crops(height, width, size, self.cfg.test_crops)]
+        return {**entry, "num_frames": reader.num_frames, "frame_size": [height, width],
+                "resized": list(resized_size(height, width, size)), "clips": indices.tolist(),
+                "views": [{"clip": k, "crop": c, "box": box} for k in range(len(indices)) for c, box in enumerate(boxes)]}
+
     def _train_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         cfg = self.cfg
+        dense, segment = TRAIN_TEMPORAL[cfg.train_temporal]
         if cfg.sampling == "dense":
-            return random_dense_indices(num_frames, cfg.frames, cfg.stride, rng)
-        return random_segment_indices(num_frames, cfg.frames, rng)
+            return dense(num_frames, cfg.frames, cfg.stride, rng)
+        return segment(num_frames, cfg.frames, rng)
 
     def _test_indices(self, num_frames: int) -> np.ndarray:
         cfg = self.cfg
+        dense, segment = TEST_TEMPORAL[cfg.test_temporal]
         if cfg.sampling == "dense":
-            return dense_test_indices(num_frames, cfg.frames, cfg.stride, cfg.test_clips)
-        return segment_test_indices(num_frames, cfg.frames, cfg.test_clips)
+            return dense(num_frames, cfg.frames, cfg.stride, cfg.test_clips)
+        return segment(num_frames, cfg.frames, cfg.test_clips)
 
 
-def collate(items: Sequence[tuple[torch.Tensor | None, int, int]]) -> Batch:
-    """Stack the readable items; list the indices of the unreadable ones."""
+def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: bool = False) -> Batch:
+    """Stack the readable items; list the indices of the unreadable ones. `repeated`: each item
+    holds R clips of one video (repeated augmentation), which become R rows of the batch."""
     readable = [item for item in items if item[0] is not None]
+    repeats = readable[0][0].shape[0] if repeated and readable else 1
+    inputs = torch.stack([item[0] for item in readable]) if readable else None
     return Batch(
-        inputs=torch.stack([item[0] for item in readable]) if readable else None,
-        labels=torch.tensor([item[1] for item in readable], dtype=torch.int64),
-        indices=torch.tensor([item[2] for item in readable], dtype=torch.int64),
+        inputs=inputs.flatten(0, 1) if inputs is not None and repeated else inputs,
+        labels=torch.tensor([item[1] for item in readable], dtype=torch.int64).repeat_interleave(repeats),
+        indices=torch.tensor([item[2] for item in readable], dtype=torch.int64).repeat_interleave(repeats),
         unreadable=[item[2] for item in items if item[0] is None],
     )
 
@@ -149,10 +174,11 @@ def build_loader(
 ) -> DataLoader:
     """A DataLoader yielding `Batch`es. `sampler` (e.g. DistributedSampler, which then does
     the shuffling) replaces the default order; `loader.sampler.set_epoch(e)` picks the epoch."""
+    repeated = dataset.mode == "train" and dataset.cfg.repeated_aug > 1
     return DataLoader(
         dataset, batch_size=batch_size,
         sampler=EpochSampler(len(dataset), shuffle, seed, base=sampler),
-        num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
+        num_workers=num_workers, collate_fn=partial(collate, repeated=repeated), drop_last=drop_last,
         persistent_workers=num_workers > 0, pin_memory=pin_memory,
         # workers take their seeds from this generator, never from the global RNG (which training
         # seeds per step); an item's draws depend on (seed, epoch, index) only

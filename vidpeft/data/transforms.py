@@ -1,17 +1,24 @@
 """Clip transforms on uint8 frame tensors (T, H, W, 3) -> normalised float (3, T, S, S).
 
-Every random choice is drawn once per clip and applied to all its frames (torchvision v2 on
-a `Video` tensor), so a clip stays one coherent video. Training order: crop + resize to
-S×S -> optional flip -> RandAugment (uint8) -> normalise -> random erasing (one box through
-all frames, filled with normal noise). Testing: resize the short side to S, then the C crops
-of `sampling.spatial_crops`.
+Every random choice is drawn once per clip and applied to all its frames, so a clip stays one
+coherent video; draws come from torch's RNG, which the dataset seeds per item. Training order
+(VideoMAE's kinetics.py `_aug_frame`): RandAugment on the decoded frames (uint8, timm's ops)
+-> crop + resize to S×S -> optional flip -> normalise -> random erasing (one box through all
+frames, per-pixel normal noise). Testing: resize the short side to S, then the C crops of
+`sampling.spatial_crops`.
 """
 from __future__ import annotations
 
+import math
+import random
 import re
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
 import torch
+from PIL import Image
+from timm.data import auto_augment
 from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
@@ -26,7 +33,10 @@ if TYPE_CHECKING:
     from vidpeft.data.config import DataConfig
 
 _RANDAUGMENT = re.compile(r"^rand(?P<options>(-[a-z]+[0-9.]+)*)$")
-_MAX_MAGNITUDE = 10  # timm's magnitude scale: m10 = the strongest setting of every op
+_MAX_MAGNITUDE = 10.0  # timm's magnitude scale: m10 = the strongest setting of every op
+_OP_PROB = 0.5  # timm's rand_augment_ops default: each drawn op is applied with probability 0.5
+_FILL = (128, 128, 128)  # timm's default fill (VideoMAE passes no img_mean)
+RAND_OPS = tuple(auto_augment._RAND_INCREASING_TRANSFORMS)  # the inc1 op set
 
 
 def parse_randaugment(spec: str) -> tuple[float, int, float]:
@@ -40,38 +50,110 @@ def parse_randaugment(spec: str) -> tuple[float, int, float]:
     return float(options.get("m", 9)), int(options.get("n", 2)), float(options.get("mstd", 0))
 
 
-class VideoRandAugment(nn.Module):
-    """torchvision's RandAugment op set driven by a timm config string: `num_ops` ops per clip,
-    each with a magnitude drawn from N(m, mstd) clipped to [0, 10] (timm's scale)."""
+class VideoRandAugment:
+    """timm's RandAugment (`rand_augment_transform`, as VideoMAE's rand_augment.py applies it to a
+    list of frames): `num_ops` ops drawn with replacement from timm's increasing-severity set,
+    each applied with probability 0.5 at a magnitude drawn from N(m, mstd) clipped to [0, 10],
+    mapped to its argument by timm's own level functions; every frame gets the same ops with
+    the same arguments. PIL ops with bicubic resampling, fill (128, 128, 128) and
+    translate_const = 0.45 × crop size, as VideoMAE's `create_random_augment`."""
 
-    def __init__(self, spec: str) -> None:
-        super().__init__()
+    def __init__(self, spec: str, crop_size: int = 224) -> None:
         self.magnitude, self.num_ops, self.magnitude_std = parse_randaugment(spec)
-        self.bins_per_unit = 10  # magnitude resolution 0.1 on timm's 0..10 scale
-        self.op = v2.RandAugment(
-            num_ops=1, num_magnitude_bins=_MAX_MAGNITUDE * self.bins_per_unit + 1,
-            interpolation=InterpolationMode.BILINEAR,
-        )
+        self.hparams = {"translate_const": int(crop_size * 0.45), "interpolation": Image.BICUBIC}
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
+    def draw(self) -> list[tuple[str, tuple]]:
+        """The ops to apply, with their arguments, for one clip."""
+        ops = []
         for _ in range(self.num_ops):
+            name = RAND_OPS[int(torch.randint(len(RAND_OPS), ()))]
+            if float(torch.rand(())) > _OP_PROB:
+                continue
             magnitude = self.magnitude
             if self.magnitude_std > 0:
                 magnitude = float(torch.normal(magnitude, self.magnitude_std, ()))
-            self.op.magnitude = round(min(max(magnitude, 0.0), _MAX_MAGNITUDE) * self.bins_per_unit)
-            video = self.op(video)
+            magnitude = max(0.0, min(magnitude, _MAX_MAGNITUDE))
+            level = auto_augment.LEVEL_TO_ARG[name]
+            with _python_random(int(torch.randint(2**62, ()))):  # timm negates signs with `random`
+                ops.append((name, level(magnitude, self.hparams) if level is not None else ()))
+        return ops
+
+    def apply(self, frames: torch.Tensor, ops: list[tuple[str, tuple]]) -> torch.Tensor:
+        """(T, H, W, 3) uint8 through `ops`, frame by frame."""
+        if not ops:
+            return frames
+        images = [Image.fromarray(frame) for frame in frames.numpy()]
+        for name, args in ops:
+            images = [auto_augment.NAME_TO_OP[name](image, *args, fillcolor=_FILL, resample=Image.BICUBIC)
+                      for image in images]
+        return torch.from_numpy(np.stack([np.asarray(image) for image in images]))
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.apply(frames, self.draw())
+
+
+class VideoRandomErasing:
+    """VideoMAE's random_erasing.py as its fine-tuning builds it (mode "pixel", one box, cube=True):
+    with probability p, one box of area U(0.02, 1/3) of the frame and log-uniform aspect in
+    (0.3, 1/0.3), up to 100 tries, at the same place on every frame, filled with fresh N(0, 1)
+    noise per pixel and frame."""
+
+    def __init__(self, probability: float, min_area: float = 0.02, max_area: float = 1 / 3,
+                 min_aspect: float = 0.3, attempts: int = 100) -> None:
+        self.probability, self.min_area, self.max_area = probability, min_area, max_area
+        self.log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+        self.attempts = attempts
+
+    def box(self, height: int, width: int) -> tuple[int, int, int, int] | None:
+        """(top, left, h, w) of the erased box, or None."""
+        if float(torch.rand(())) > self.probability:
+            return None
+        for _ in range(self.attempts):
+            area = _uniform(self.min_area, self.max_area) * height * width
+            aspect = math.exp(_uniform(*self.log_aspect))
+            h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if w < width and h < height:
+                return int(torch.randint(height - h + 1, ())), int(torch.randint(width - w + 1, ())), h, w
+        return None
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        """Normalised (T, C, H, W), erased in place."""
+        box = self.box(*video.shape[-2:])
+        if box is not None:
+            top, left, h, w = box
+            video[..., top:top + h, left:left + w] = torch.randn(*video.shape[:-2], h, w)
         return video
 
 
-class MultiScaleCrop(nn.Module):
-    """mmaction2's MultiScaleCrop (random_crop=False, max_wh_scale_gap=1), then resize to
-    size×size: crop width and height are scales of the short side at most one scale step
-    apart, placed at one of 5 fixed positions (4 corners, centre)."""
+def _uniform(low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), dtype=torch.float64))
 
-    def __init__(self, size: int, scales: Sequence[float]) -> None:
+
+@contextmanager
+def _python_random(seed: int):
+    """Python's `random` seeded for a block, then restored (the caller's stream is not disturbed)."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+class MultiScaleCrop(nn.Module):
+    """TSN's GroupMultiScaleCrop (max_distort 1, fix_crop), as mmaction2's MultiScaleCrop
+    (random_crop=False, max_wh_scale_gap=1) and V-PETL Bench's videomae_transforms.py, then
+    resize to size×size: crop width and height are scales of the short side at most one scale
+    step apart, placed at one of `fixed_crops` positions on a 4×4 grid of steps: 5 = corners and
+    centre, 13 = also the edge centres and the four quarter points (`more_fix_crop`)."""
+
+    def __init__(self, size: int, scales: Sequence[float], fixed_crops: int = 5) -> None:
         super().__init__()
+        if fixed_crops not in (5, 13):
+            raise ValueError(f"fixed_crops must be 5 or 13, got {fixed_crops}")
         self.size = size
         self.scales = tuple(scales)
+        self.fixed_crops = fixed_crops
 
     def sample_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(top, left, crop height, crop width) for a frame of this size."""
@@ -81,13 +163,18 @@ class MultiScaleCrop(nn.Module):
         pairs = [(h, w) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= 1]
         crop_h, crop_w = pairs[int(torch.randint(len(pairs), ()))]
         h_step, w_step = (height - crop_h) // 4, (width - crop_w) // 4
-        offsets = [(0, 0), (0, 4 * w_step), (4 * h_step, 0), (4 * h_step, 4 * w_step), (2 * h_step, 2 * w_step)]
+        offsets = [(top * h_step, left * w_step) for top, left in FIXED_CROPS[:self.fixed_crops]]
         top, left = offsets[int(torch.randint(len(offsets), ()))]
         return top, left, crop_h, crop_w
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         box = self.sample_box(*video.shape[-2:])
         return F.resized_crop(video, *box, [self.size, self.size], antialias=True)
+
+
+# (top, left) in grid steps, in fill_fix_offset's order: 4 corners, centre, then (more_fix_crop)
+# centre left/right, lower/upper centre, and the four quarter points
+FIXED_CROPS = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (2, 0), (2, 4), (4, 2), (0, 2), (1, 1), (1, 3), (3, 1), (3, 3))
 
 
 def normalize(video: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -106,7 +193,7 @@ def _as_video(frames: torch.Tensor) -> tv_tensors.Video:
 class TrainTransform:
     def __init__(self, cfg: DataConfig) -> None:
         if cfg.train_crop == "multiscale":
-            crop = MultiScaleCrop(cfg.input_size, cfg.scales)
+            crop = MultiScaleCrop(cfg.input_size, cfg.scales, cfg.fixed_crops)
         else:
             crop = v2.RandomResizedCrop(
                 cfg.input_size, scale=cfg.rrc_scale, ratio=cfg.rrc_ratio, antialias=True
@@ -114,17 +201,18 @@ class TrainTransform:
         steps: list[nn.Module] = [crop]
         if cfg.flip:
             steps.append(v2.RandomHorizontalFlip())
-        if cfg.randaugment:
-            steps.append(VideoRandAugment(cfg.randaugment))
+        self.randaugment = VideoRandAugment(cfg.randaugment, cfg.input_size) if cfg.randaugment else None
         self.augment = v2.Compose(steps)
-        self.erase = v2.RandomErasing(p=cfg.random_erasing, value="random") if cfg.random_erasing > 0 else None
+        self.erase = VideoRandomErasing(cfg.random_erasing) if cfg.random_erasing > 0 else None
         self.mean, self.std = cfg.mean, cfg.std
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, H, W, 3) uint8 -> (3, T, S, S) float32."""
+        if self.randaugment is not None:
+            frames = self.randaugment(frames)
         video = normalize(self.augment(_as_video(frames)).as_subclass(torch.Tensor), self.mean, self.std)
         if self.erase is not None:
-            video = self.erase(tv_tensors.Video(video)).as_subclass(torch.Tensor)
+            video = self.erase(video)
         return video.permute(1, 0, 2, 3).contiguous()
 
 

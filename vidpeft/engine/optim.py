@@ -11,20 +11,21 @@ from .config import TrainConfig
 
 
 def layer_ids(model: nn.Module) -> dict[str, int]:
-    """Depth of each parameter: 0 before the first block, i+1 in block i, L+1 for the head."""
+    """Depth of each parameter: 0 before the first block, i+1 in block i (or between blocks i and
+    i+1), L+1 after the last block (final norm / fc_norm, head), as VideoMAE's
+    get_num_layer_for_vit puts everything that is not embedding or block at the top."""
     owner = {}
     block_list = list(blocks(model))
     for index, block in enumerate(block_list):
         for p in block.parameters():
             owner[id(p)] = index + 1
-    ids, current = {}, 0
+    params = list(model.named_parameters())
+    last_block = max((i for i, (_, p) in enumerate(params) if id(p) in owner), default=len(params))
     head = {id(p) for p in model.head.parameters()}
-    for name, p in model.named_parameters():
-        if id(p) in head:
-            ids[name] = len(block_list) + 1
-        else:
-            current = owner.get(id(p), current)
-            ids[name] = current
+    ids, current = {}, 0
+    for i, (name, p) in enumerate(params):
+        current = owner.get(id(p), current)
+        ids[name] = len(block_list) + 1 if id(p) in head or i > last_block else current
     return ids
 
 

@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..data import DataConfig, VideoDataset, build_loader, read_annotations
+from ..data import DataConfig, VideoDataset, VideoMixup, build_loader, read_annotations
 from ..errors import UserError
 from ..fileio import write_atomic
 from ..labels import read_label_file
@@ -91,13 +91,12 @@ def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor, smoothing: flo
     return F.cross_entropy(logits, targets, label_smoothing=smoothing)
 
 
-def build_mixup(train: TrainConfig, num_classes: int):
+def build_mixup(train: TrainConfig, num_classes: int) -> VideoMixup | None:
     if train.mixup <= 0 and train.cutmix <= 0:
         return None
-    from timm.data import Mixup
-
-    return Mixup(mixup_alpha=train.mixup, cutmix_alpha=train.cutmix, label_smoothing=train.label_smoothing,
-                 num_classes=num_classes)
+    return VideoMixup(mixup_alpha=train.mixup, cutmix_alpha=train.cutmix, prob=train.mixup_prob,
+                      switch_prob=train.mixup_switch_prob, label_smoothing=train.label_smoothing,
+                      num_classes=num_classes)
 
 
 def run(cfg: dict) -> dict:
@@ -117,7 +116,16 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
     seed = train_cfg.seed
     seed_everything(seed)
 
-    lists = {split: read_annotations(data_root / cfg["lists"][split], data_root) for split in ("train", "val", "test")}
+    eval_every = train_cfg.eval_every  # 0: no validation, the last epoch is tested
+    lists = {split: read_annotations(data_root / cfg["lists"][split], data_root)
+             for split in ("train", "val", "test") if split != "val" or eval_every}
+    overlap = shared_videos(lists["val"], lists["test"]) if eval_every else 0
+    if overlap and not cfg.get("select_on_test"):
+        raise UserError(
+            f"{data_root / cfg['lists']['val']}: {overlap} of its videos are in the test list "
+            f"{cfg['lists']['test']}, so choosing the best epoch on it selects on the test videos; use a held-out "
+            "validation list (vidpeft-prep writes one), test the last epoch (--eval-every 0), or pass "
+            "--select-on-test to reproduce a protocol that selected on the test list")
     labels = class_names(data_root, lists["train"])
     model = build_model(model_cfg["backbone"], model_cfg["method"], len(labels),
                         backbone_options=model_cfg.get("backbone_options") or {}, labels=labels,
@@ -139,8 +147,9 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
 
     train_set = VideoDataset(lists["train"], "train", data_cfg, seed=seed, strict=train_cfg.strict)
     # validation only picks the best epoch: one centred view per video unless the recipe says otherwise
-    val_set = VideoDataset(lists["val"], "val", data_cfg.override(test_clips=train_cfg.val_clips,
-                                                                  test_crops=train_cfg.val_crops), seed=seed)
+    val_cfg = data_cfg.override(test_clips=train_cfg.val_clips, test_crops=train_cfg.val_crops,
+                                test_temporal=train_cfg.val_temporal)
+    val_set = VideoDataset(lists["val"], "val", val_cfg, seed=seed) if eval_every else None
     batch = train_cfg.batch_size
     accumulation = train_cfg.resolve_accumulation(dist.world_size())
     drop_last = len(train_set) >= batch * dist.world_size()
@@ -177,11 +186,9 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
         _print_settings(cfg, train_cfg, steps_per_epoch)
     writer = _tensorboard(work_dir) if cfg.get("tensorboard") and dist.is_main() else None
 
-    eval_every = train_cfg.eval_every  # 0: no validation, the last epoch is tested
-    if eval_every and dist.is_main() and _same_videos(lists["val"], lists["test"]):
-        print(f"warning: {cfg['lists']['val']} and {cfg['lists']['test']} list the same videos (as SSv2 "
-              "releases do): the best epoch is chosen on the test videos. Hold out a validation list "
-              "(--val-list) or test the last epoch (--eval-every 0).")
+    if overlap and dist.is_main():
+        print(f"warning: --select-on-test: the best epoch is chosen on {cfg['lists']['val']}, which shares "
+              f"{overlap} videos with the test list {cfg['lists']['test']}")
     stop.interruptible = False
     for epoch in range(progress["epoch"], epochs):
         started = time.perf_counter()
@@ -236,7 +243,10 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
         save_adapter(model, work_dir / "best", **spec_updates)
     selection = (f"epoch {progress['best_epoch']} of {epochs}: best val top-1 ({progress['best_top1']:.2f}%) on "
                  f"{cfg['lists']['val']}" if eval_every else f"last epoch ({epochs}), validation off")
-    result = final_test(model, work_dir, lists["test"], cfg, data_cfg, device, amp_context, selection)
+    if overlap:
+        selection += f", which shares {overlap} videos with the test list (--select-on-test)"
+    result = final_test(model, work_dir, lists["test"], cfg, data_cfg, device, amp_context, selection,
+                        selected_on_test=bool(overlap))
     dist.shutdown()
     return result
 
@@ -315,7 +325,7 @@ class Trainer:
 
     def _forward_backward(self, batch, boundary: bool) -> float:
         clips, targets = batch.inputs.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True)
-        if self.mixup is not None and len(clips) % 2 == 0:
+        if self.mixup is not None:
             clips, targets = self.mixup(clips, targets)
         model = self.model
         sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not boundary else nullcontext()
@@ -403,27 +413,29 @@ def _print_settings(cfg: dict, train: TrainConfig, steps_per_epoch: int) -> None
 
 
 def final_test(model, work_dir: Path, test_samples, cfg: dict, data_cfg, device, amp_context,
-               selection: str) -> dict:
+               selection: str, selected_on_test: bool = False) -> dict:
     """Score the test list with the checkpoint in best/ (the selected epoch)."""
     best = work_dir / "best"
     load_adapter_weights(model, best)
     test_set = VideoDataset(test_samples, "test", data_cfg, seed=0)
     result = evaluate(model, test_set, device, amp_context, views_per_batch=TrainConfig.from_recipe(cfg).batch_size,
                       num_workers=data_cfg.num_workers)
-    result.update(checkpoint=str(best), model_selection=selection,
+    result.update(checkpoint=str(best), model_selection=selection, selected_on_test=selected_on_test,
                   list=str(Path(cfg["data_root"]) / cfg["lists"]["test"]))
     if dist.is_main():
         write_eval(work_dir / "eval.json", result)
     return result
 
 
-def _same_videos(a, b) -> bool:
-    return sorted(str(s.path) for s in a) == sorted(str(s.path) for s in b)
+def shared_videos(a, b) -> int:
+    """How many videos of list `a` are also in list `b` (by resolved path)."""
+    return len({s.path.resolve() for s in a} & {s.path.resolve() for s in b})
 
 
 def _preprocess(data_cfg) -> dict:
     return {k: v for k, v in asdict(data_cfg).items()
-            if k in ("frames", "sampling", "stride", "input_size", "mean", "std", "test_clips", "test_crops")}
+            if k in ("frames", "sampling", "stride", "input_size", "mean", "std", "test_clips", "test_crops",
+                     "test_temporal")}
 
 
 def _append_log(path: Path, row: dict) -> None:

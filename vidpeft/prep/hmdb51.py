@@ -4,7 +4,7 @@ The splits are the 153 files `<class>_test_split<k>.txt` (lines `<video name> <t
 1 = train, 2 = test, 0 = unused), either extracted or inside `test_train_splits.rar`.
 Every video tagged 1 or 2 in some split is converted; lists are written for each split
 (`train_split{k}.csv`, `test_split{k}.csv`) and train/val/test.csv for the chosen split
-(val = test, as the community does).
+(test = test_split{k}; val a held-out slice of train_split{k}, `plan.hold_out_validation`).
 """
 from __future__ import annotations
 
@@ -118,4 +118,4 @@ def plan(src: Path, out: Path, split: int = 1, labels: str = "community") -> Pla
     lists["val.csv"] = list(lists.get(f"test_split{split}.csv", []))
     lists["test.csv"] = list(lists["val.csv"])
     return Plan("hmdb51", classes, list(jobs.values()), lists, sorted(missing), failed,
-                notes={"split": split, "test_list": f"val.csv = test.csv = test_split{split}", "labels": label_note})
+                notes={"split": split, "test_list": f"test_split{split}", "labels": label_note})

@@ -3,7 +3,9 @@
 Videos are named `<youtube_id>_<start:06d>_<end:06d>.mp4` and may sit in class folders
 (`train/air drumming/…`) or flat; they are found by name anywhere under --src. Rows whose
 video is absent are reported as missing; rows without a label (some test.csv releases) are
-counted as unlabeled and not converted. Without a labelled test.csv, test.csv repeats val.
+counted as unlabeled and not converted. Without a labelled test.csv, test.csv is the validate
+list (what the model zoos report on) and val.csv a held-out slice of train
+(`plan.hold_out_validation`).
 """
 from __future__ import annotations
 
@@ -92,5 +94,5 @@ def plan(src: Path, out: Path, labels: str = "community") -> Plan:
     notes = {"unlabeled": unlabeled, "labels": label_note}
     if not lists.get("test.csv"):
         lists["test.csv"] = list(lists["val.csv"])
-        notes["test_list"] = "same as val.csv (no labelled test.csv in --src)"
+        notes["test_list"] = "the official validate list (no labelled test.csv in --src)"
     return Plan("k400", classes, list(jobs.values()), lists, missing, notes=notes)

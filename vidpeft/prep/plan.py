@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
 from ..labels import label_map, read_label_file
+
+import numpy as np
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv")
 
@@ -75,6 +78,41 @@ def find_file(root: Path, names: tuple[str, ...], what: str,
 def pick(paths: list[Path]) -> Path:
     """One of several copies of the same video: the .mp4 if there is one, else the first."""
     return min(paths, key=lambda p: (p.suffix.lower() != ".mp4", str(p)))
+
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+def hold_out_validation(plan: Plan, fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0) -> None:
+    """Where val.csv would be the test list (SSv2, HMDB51, K400 without a labelled test.csv),
+    make val.csv a held-out slice of the training list instead: per class, `fraction` of its
+    videos (rounded, at least one when the class has two or more, never all), drawn with `seed`;
+    train.csv keeps the rest and train_all.csv the whole official training list. Model selection
+    then never sees a test video. `fraction` 0 keeps val.csv = test.csv."""
+    lists = plan.lists
+    if lists.get("val.csv") != lists.get("test.csv"):
+        return
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        plan.notes["val_list"] = "same as test.csv (--val-fraction 0): choosing epochs on it selects on the test list"
+        return
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, (_, label) in enumerate(lists["train.csv"]):
+        by_class[label].append(i)
+    rng = np.random.default_rng(seed)
+    held: set[int] = set()
+    for label in sorted(by_class):
+        rows = by_class[label]
+        count = min(len(rows) - 1, max(1, round(fraction * len(rows)))) if len(rows) > 1 else 0
+        held.update(rows[j] for j in rng.permutation(len(rows))[:count])
+    train = lists["train.csv"]
+    lists["train_all.csv"] = list(train)
+    lists["val.csv"] = [row for i, row in enumerate(train) if i in held]
+    lists["train.csv"] = [row for i, row in enumerate(train) if i not in held]
+    plan.notes["val_list"] = (f"held out from the training list: {fraction:g} of each class (rounded; at least "
+                              f"one of a class of two or more), seed {seed}; train.csv is the rest, "
+                              "train_all.csv the whole training list")
 
 
 def pick_labels(choice: str, dataset: str, own: list[str], key: Callable[[str], str] = str) -> tuple[list[str], dict]:

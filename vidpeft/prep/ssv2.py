@@ -1,8 +1,9 @@
 """Something-Something V2: `<id>.webm` files plus labels.json / train.json / validation.json.
 
 Both label-file namings are accepted (`labels.json` or `something-something-v2-labels.json`,
-and the same for train / validation). test.json has no labels; as the community does,
-test.csv repeats the validation list. Videos keep their size by default (240 px high).
+and the same for train / validation). test.json has no labels, so test.csv is the
+validation list (what papers report on) and val.csv a held-out slice of the training list
+(`plan.hold_out_validation`). Videos keep their size by default (240 px high).
 """
 from __future__ import annotations
 
@@ -82,4 +83,4 @@ def plan(src: Path, out: Path, labels: str = "community") -> Plan:
             rows.append((out_path, label))
     lists["test.csv"] = list(lists["val.csv"])
     return Plan("ssv2", classes, list(jobs.values()), lists, missing,
-                notes={"test_list": "same as val.csv (SSv2 test labels are not public)", "labels": label_note})
+                notes={"test_list": "the official validation list (SSv2 test labels are not public)", "labels": label_note})

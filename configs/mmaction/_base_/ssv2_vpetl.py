@@ -14,7 +14,7 @@ train_pipeline = [
     dict(type='DecordDecode'),
     dict(type='Resize', scale=(-1, 256)),
     dict(type='MultiScaleCrop', input_size=224, scales=(1, 0.875, 0.75, 0.66),
-         random_crop=False, max_wh_scale_gap=1),
+         random_crop=False, max_wh_scale_gap=1, num_fixed_crops=13),  # V-PETL: more_fix_crop
     dict(type='Resize', scale=(224, 224), keep_ratio=False),
     dict(type='FormatShape', input_format='NCTHW'),
     dict(type='PackActionInputs')
@@ -57,7 +57,8 @@ test_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    # vidpeft-prep's SSv2 test.csv repeats val.csv: SSv2 test labels are not public
+    # vidpeft-prep's SSv2 test.csv is the official validation list (test labels are not public);
+    # its val.csv is held out of the training list, so val_interval selects on no test video
     dataset=dict(type=dataset_type, ann_file=f'{data_root}/test.csv',
                  data_prefix=dict(video=data_root), pipeline=test_pipeline, test_mode=True))
 
