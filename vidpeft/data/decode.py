@@ -1,9 +1,11 @@
-"""One interface over two decoders: decord (default, fast random access) and PyAV.
+"""One interface over three decoders: decord (default, fast random access), PyAV and
+TorchCodec (PyTorch's decoder; an optional extra that needs FFmpeg's shared libraries).
 
 `open_video(path, decoder)` returns a reader with `num_frames`, `fps` and
 `read(indices) -> uint8 tensor (T, H, W, 3)`; frames are numbered in presentation order
-from 0, the same way by both decoders. Anything that goes wrong while opening or reading
-raises `VideoReadError`, whose message is one line naming the file and what to do.
+from 0, the same way by every decoder. Anything that goes wrong while opening or reading
+raises `VideoReadError`, whose message is one line naming the file and what to do; a
+decoder that is not installed raises `DecoderUnavailable` (one line saying how to get it).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-DECODERS = ("decord", "pyav")
+DECODERS = ("decord", "pyav", "torchcodec")
 
 
 class VideoReadError(Exception):
@@ -24,6 +26,14 @@ class VideoReadError(Exception):
             f"cannot read video {self.path}: {self.reason}; "
             "re-encode it (vidpeft-prep) or remove it from the list"
         )
+
+
+class DecoderUnavailable(RuntimeError):
+    """The chosen decoder cannot be used on this machine (not installed, or its libraries missing)."""
+
+    def __init__(self, decoder: str, reason: str) -> None:
+        super().__init__(f"decoder {decoder!r} is not available: {reason}; or choose another with "
+                         f"--decoder ({', '.join(d for d in DECODERS if d != decoder)})")
 
 
 class VideoReader(Protocol):
@@ -121,11 +131,82 @@ class PyAVReader:
         return torch.from_numpy(np.stack(decoded)[inverse])
 
 
-def open_video(path: str | Path, decoder: str = "decord") -> VideoReader:
-    """Open `path` with `decoder` ('decord' or 'pyav'); raises VideoReadError if it cannot."""
-    path = Path(path)
+class TorchCodecReader:
+    """torchcodec's VideoDecoder in exact seek mode (it scans the file once, so frame numbers
+    are presentation order, as for the other decoders)."""
+
+    def __init__(self, path: Path) -> None:
+        video_decoder = torchcodec_decoder()
+        self.path = path
+        try:
+            self._decoder = video_decoder(str(path), dimension_order="NHWC", seek_mode="exact",
+                                          num_ffmpeg_threads=1)
+            metadata = self._decoder.metadata
+            self.num_frames = int(metadata.num_frames or 0)
+            self.fps = float(metadata.average_fps or 0)
+        except Exception as error:  # torchcodec raises ValueError / RuntimeError from FFmpeg
+            raise VideoReadError(path, f"torchcodec cannot open it ({_first_line(error)})") from None
+        if self.num_frames <= 0:
+            raise VideoReadError(path, "it has no video frames")
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        indices = _check_indices(self.path, indices, self.num_frames)
+        try:
+            return self._decoder.get_frames_at(indices.tolist()).data
+        except Exception as error:
+            raise VideoReadError(self.path, f"torchcodec failed while decoding ({_first_line(error)})") from None
+
+
+def torchcodec_decoder():
+    """torchcodec's VideoDecoder class, or DecoderUnavailable saying what is missing."""
+    try:
+        from torchcodec._core import ops
+        from torchcodec.decoders import VideoDecoder
+    except ImportError as error:
+        raise DecoderUnavailable("torchcodec", f"torchcodec is not installed ({_first_line(error)}); "
+                                 "pip install 'vidpeft[torchcodec]'") from None
+    try:  # import succeeds without FFmpeg; loading the FFmpeg-dependent core says whether it is there
+        ops.load_core_libraries()
+    except Exception:  # noqa: BLE001 - torchcodec's RuntimeError holds a many-line traceback
+        raise DecoderUnavailable("torchcodec", "torchcodec cannot load FFmpeg's shared libraries "
+                                 "(versions 4 to 9); install them, e.g. apt-get install ffmpeg, "
+                                 "conda install ffmpeg or brew install ffmpeg") from None
+    return VideoDecoder
+
+
+def check_decoder(decoder: str) -> None:
+    """Raise ValueError for an unknown decoder name, DecoderUnavailable for a missing one."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+    if decoder == "torchcodec":
+        torchcodec_decoder()
+    elif decoder == "decord":
+        try:
+            import decord  # noqa: F401
+        except ImportError:
+            raise DecoderUnavailable("decord", "decord is not installed (it has wheels for x86-64 Linux "
+                                     "and Windows only); pip install decord") from None
+
+
+def available_decoders() -> list[str]:
+    """The decoders that work on this machine, in DECODERS order."""
+    found = []
+    for decoder in DECODERS:
+        try:
+            check_decoder(decoder)
+        except DecoderUnavailable:
+            continue
+        found.append(decoder)
+    return found
+
+
+READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
+
+
+def open_video(path: str | Path, decoder: str = "decord") -> VideoReader:
+    """Open `path` with `decoder` (one of DECODERS); raises VideoReadError if it cannot."""
+    path = Path(path)
+    check_decoder(decoder)
     if not path.is_file():
         raise VideoReadError(path, "no such file")
-    return DecordReader(path) if decoder == "decord" else PyAVReader(path)
+    return READERS[decoder](path)
