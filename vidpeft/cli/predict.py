@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topk", type=int, default=5, help="how many labels per video (default 5)")
     parser.add_argument("--clips", type=int, help="temporal clips (default: the recipe's test setting)")
     parser.add_argument("--crops", type=int, help="spatial crops (default: the recipe's test setting)")
-    parser.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder")
+    parser.add_argument("--decoder", help="video decoder: decord, pyav or torchcodec (default: as trained)")
     parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     args = parser.parse_args(argv)

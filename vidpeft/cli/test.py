@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, help="temporal clips per video (default: the recipe's)")
     parser.add_argument("--crops", type=int, help="spatial crops per clip: 1 centre, 3 left/centre/right")
     parser.add_argument("--frames", type=int, help="frames per clip (default: as trained)")
-    parser.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder")
+    parser.add_argument("--decoder", help="video decoder: decord, pyav or torchcodec (default: as trained)")
     parser.add_argument("--num-workers", type=int, help="data loader workers")
     parser.add_argument("--batch-views", type=int, default=8, help="views per forward pass (memory)")
     parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")

@@ -38,7 +38,7 @@ class DataConfig:
     random_erasing: float = 0.0  # probability
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    decoder: str = "decord"  # decord | pyav
+    decoder: str = "decord"  # decord | pyav | torchcodec
     num_workers: int = 2
     test_clips: int = 4
     test_crops: int = 3

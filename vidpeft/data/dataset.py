@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
-from vidpeft.data.decode import VideoReadError, open_video
+from vidpeft.data.decode import VideoReadError, check_decoder, open_video
 from vidpeft.data.sampling import (
     dense_test_indices,
     random_dense_indices,
@@ -58,6 +58,7 @@ class VideoDataset(Dataset):
         self.cfg = cfg or DataConfig()
         self.seed = seed
         self.strict = strict
+        check_decoder(self.cfg.decoder)  # a missing decoder is one error here, not one per video
         self.transform = TrainTransform(self.cfg) if mode == "train" else MultiViewTransform(self.cfg)
 
     def __len__(self) -> int:
@@ -67,23 +68,28 @@ class VideoDataset(Dataset):
         """`key` is an index, or `(epoch, index)` as the loader's EpochSampler yields."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         sample = self.samples[index]
+        item_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
         try:
-            reader = open_video(sample.path, self.cfg.decoder)
-            if self.mode == "train":
-                item_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(item_seed)
-                    indices = self._train_indices(reader.num_frames, np.random.default_rng(item_seed))
-                    inputs = self.transform(reader.read(indices))
-            else:
-                indices = self._test_indices(reader.num_frames)
-                inputs = self.transform(reader.read(indices.reshape(-1)), clips=len(indices))
+            frames, clips = self._decode(sample.path, item_seed)
         except VideoReadError as error:
             if self.strict:
                 raise
             log.warning("%s (%s item %d left out)", error, self.mode, index)
             return None, sample.label, index
-        return inputs, sample.label, index
+        if self.mode != "train":
+            return self.transform(frames, clips=clips), sample.label, index
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed)
+            return self.transform(frames), sample.label, index
+
+    def _decode(self, path, item_seed: int) -> tuple[torch.Tensor, int]:
+        """The frames of an item and its number of clips. The reader is released on return,
+        before the transform runs: a live decord reader keeps a thread busy (about a core)."""
+        reader = open_video(path, self.cfg.decoder)
+        if self.mode == "train":
+            return reader.read(self._train_indices(reader.num_frames, np.random.default_rng(item_seed))), 1
+        indices = self._test_indices(reader.num_frames)
+        return reader.read(indices.reshape(-1)), len(indices)
 
     def _train_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
         cfg = self.cfg
