@@ -90,6 +90,28 @@ def test_odd_sizes_differ_only_in_colour_conversion(videos, decoder):
     assert (ours - reference).abs().mean() < 2.0
 
 
+def test_pyav_decodes_a_stream_without_timestamps_from_the_start(tmp_path):
+    """A raw H.264 stream has no timestamps to seek by (decord and torchcodec refuse it)."""
+    path = write_video(tmp_path / "raw.h264", counter_frames(FRAMES, 64, 96))
+    reader = open_video(path, "pyav")
+    assert reader.num_frames == FRAMES
+    assert [frame_number(f) for f in reader.read(np.array([39, 3, 3, 0, 17]))] == [39, 3, 3, 0, 17]
+
+
+def test_pyav_seeking_matches_decord_on_long_videos(tmp_path):
+    """Keyframes 30 frames apart: PyAV seeks to the one before each clip and skips the
+    non-reference frames on the way; every clip equals decord's (the reference decoder)."""
+    frames = counter_frames(160, 64, 96)
+    path = write_video(tmp_path / "long.mp4", frames, options={"g": "30", "bf": "3"})
+    pyav, decord_ = open_video(path, "pyav"), open_video(path, "decord")
+    rng = np.random.default_rng(0)
+    for start in [0, 29, 30, 31, 59, 60, 121, *rng.integers(0, 130, 8).tolist()]:
+        indices = np.arange(start, start + 29, 4)
+        clip = pyav.read(indices)
+        assert [frame_number(f) for f in clip] == indices.tolist()
+        assert torch.equal(clip, decord_.read(indices))
+
+
 def test_variable_frame_rate_fps_is_the_average(videos):
     """40 frames lasting 2.72 s in all: decord and PyAV report 40 / 2.72 s = 14.7 fps, torchcodec
     its own average (15.2 fps here, the documented difference); frame numbers agree (above)."""

@@ -18,6 +18,7 @@ one saw, and the model's random state is neither used nor disturbed. The loader'
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -76,11 +77,12 @@ class VideoDataset(Dataset):
                 raise
             log.warning("%s (%s item %d left out)", error, self.mode, index)
             return None, sample.label, index
-        if self.mode != "train":
-            return self.transform(frames, clips=clips), sample.label, index
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed)
-            return self.transform(frames), sample.label, index
+        with one_thread():
+            if self.mode != "train":
+                return self.transform(frames, clips=clips), sample.label, index
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(item_seed)
+                return self.transform(frames), sample.label, index
 
     def _decode(self, path, item_seed: int) -> tuple[torch.Tensor, int]:
         """The frames of an item and its number of clips. The reader is released on return,
@@ -102,6 +104,21 @@ class VideoDataset(Dataset):
         if cfg.sampling == "dense":
             return dense_test_indices(num_frames, cfg.frames, cfg.stride, cfg.test_clips)
         return segment_test_indices(num_frames, cfg.frames, cfg.test_clips)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside (as loader workers do anyway). On one clip's tensors
+    intra-op threads cost more than they save: with 2 threads the vpetl train transform took
+    6x the CPU time on a loaded 2-core machine, competing with the model in a 0-worker run."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def collate(items: Sequence[tuple[torch.Tensor | None, int, int]]) -> Batch:

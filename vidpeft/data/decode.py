@@ -84,8 +84,12 @@ class DecordReader:
 
 
 class PyAVReader:
-    """Decodes from the start up to the last frame needed (clips are short), keeping only the
-    frames asked for; the container is reopened per read so a reader holds no open file."""
+    """Indexes the packets' presentation timestamps at open (a demux, no decoding): frame i is
+    the i-th timestamp in order. read() seeks to the last keyframe before the first frame
+    wanted and decodes from there, skipping the non-reference frames before it (no other
+    frame depends on them: FFmpeg's skip_frame NONREF), converting only the frames asked for.
+    Files without usable timestamps are decoded from the start, counting frames. The
+    container is reopened per read, so a reader holds no open file."""
 
     def __init__(self, path: Path) -> None:
         import av
@@ -97,38 +101,82 @@ class PyAVReader:
                     raise VideoReadError(path, "it has no video stream")
                 stream = container.streams.video[0]
                 self.fps = float(stream.average_rate or stream.base_rate or 0)
-                # Some containers (webm) do not store the frame count: count packets instead.
-                self.num_frames = stream.frames or sum(
-                    1 for packet in container.demux(stream) if packet.size > 0
-                )
+                packets = [(p.pts, p.dts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
         except VideoReadError:
             raise
         except Exception as error:  # av.error.FFmpegError and OSError subclasses
             raise VideoReadError(path, f"PyAV cannot open it ({_first_line(error)})") from None
+        self.num_frames = len(packets)
         if self.num_frames <= 0:
             raise VideoReadError(path, "it has no video frames")
+        self._pts = self._keyframes = None
+        if all(pts is not None and dts is not None for pts, dts, _ in packets):
+            pts = np.array(sorted(p[0] for p in packets), dtype=np.int64)
+            if len(np.unique(pts)) == len(pts):
+                self._pts = pts
+                self._keyframes = sorted((p, d) for p, d, key in packets if key)  # (pts, dts)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
-        import av
-
         indices = _check_indices(self.path, indices, self.num_frames)
         wanted, inverse = np.unique(indices, return_inverse=True)
-        decoded: list[np.ndarray] = []
-        last = int(wanted[-1])
         try:
-            with av.open(str(self.path)) as container:
-                for number, frame in enumerate(container.decode(video=0)):
-                    if number == wanted[len(decoded)]:
-                        decoded.append(frame.to_ndarray(format="rgb24"))
-                        if number == last:
-                            break
+            frames = self._read_seeking(wanted) if self._pts is not None else None
+            if frames is None:
+                frames = self._read_from_start(wanted)
+        except VideoReadError:
+            raise
         except Exception as error:
             raise VideoReadError(self.path, f"PyAV failed while decoding ({_first_line(error)})") from None
+        return torch.from_numpy(np.stack(frames)[inverse])
+
+    def _read_seeking(self, wanted: np.ndarray) -> list[np.ndarray] | None:
+        """The wanted frames, or None if the seek landed after the first of them."""
+        import av
+
+        targets = {int(self._pts[i]): n for n, i in enumerate(wanted)}
+        first = int(self._pts[wanted[0]])
+        keyframe_dts = max((d for p, d in self._keyframes if p <= first), default=None)
+        decoded: list[np.ndarray | None] = [None] * len(wanted)
+        found = 0
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            context.thread_count = 1
+            if keyframe_dts is not None:  # a demuxer seeks to a keyframe at or before this time
+                container.seek(keyframe_dts, backward=True, any_frame=False, stream=stream)
+            started = False
+            for packet in container.demux(stream):
+                context.skip_frame = "NONREF" if packet.pts is not None and packet.pts < first else "DEFAULT"
+                for frame in context.decode(packet):
+                    if not started and (frame.pts is None or frame.pts > first):
+                        return None  # landed past the first frame wanted (or no timestamps)
+                    started = True
+                    n = targets.get(frame.pts)
+                    if n is not None and decoded[n] is None:
+                        decoded[n] = frame.to_ndarray(format="rgb24")
+                        found += 1
+                if found == len(wanted):
+                    return decoded
+        missing = int(wanted[decoded.index(None)])
+        raise VideoReadError(self.path, f"the stream ends before frame {missing} although it has "
+                             f"{self.num_frames} packets (truncated or corrupt file?)")
+
+    def _read_from_start(self, wanted: np.ndarray) -> list[np.ndarray]:
+        import av
+
+        decoded: list[np.ndarray] = []
+        last = int(wanted[-1])
+        with av.open(str(self.path)) as container:
+            for number, frame in enumerate(container.decode(video=0)):
+                if number == wanted[len(decoded)]:
+                    decoded.append(frame.to_ndarray(format="rgb24"))
+                    if number == last:
+                        break
         if len(decoded) < len(wanted):
             raise VideoReadError(
                 self.path, f"the stream ends before frame {int(wanted[len(decoded)])} although it claims {self.num_frames} frames (truncated file?)"
             )
-        return torch.from_numpy(np.stack(decoded)[inverse])
+        return decoded
 
 
 class TorchCodecReader:
