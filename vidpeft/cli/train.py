@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (_, kind, text) in OVERRIDES.items():
         parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=text)
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (frozen parts too); the first steps pay the compilation")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable training video")
     parser.add_argument("--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -94,6 +96,7 @@ def resolved_config(args: argparse.Namespace) -> dict:
     overrides = {key: getattr(args, flag) for flag, (key, _, _) in OVERRIDES.items()}
     overrides["train.grad_checkpointing"] = True if args.grad_checkpointing else None
     overrides["train.strict"] = True if args.strict else None
+    overrides["train.compile"] = True if args.compile else None
     cfg = resolve(load_recipe(args.recipe, dataset, backbone=args.backbone), overrides, args.set)
     drop_path = cfg.get("train", {}).get("drop_path")
     cfg["model"] = {

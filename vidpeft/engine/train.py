@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..data import DataConfig, VideoDataset, build_loader, read_annotations
 from ..fileio import write_atomic
 from ..labels import read_label_file
-from ..model import build_model, load_adapter_weights, load_pretrained, save_adapter
+from ..model import build_model, compile_model, load_adapter_weights, load_pretrained, save_adapter
 from . import distributed as dist
 from .checkpoint import load_last, save_last
 from .config import write_yaml
@@ -115,6 +115,8 @@ def run(cfg: dict) -> dict:
     if train_cfg.get("grad_checkpointing"):
         model.set_grad_checkpointing(True)
     model.to(device)
+    if train_cfg.get("compile"):
+        compile_model(model, str(train_cfg.get("compile_backend") or "inductor"))
     spec_updates = {"pretrained": str(Path(pretrained).resolve()) if pretrained else None,
                     "preprocess": _preprocess(data_cfg)}
 
