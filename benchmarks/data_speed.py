@@ -237,29 +237,34 @@ def fastest_decoder(tables: dict) -> str:
     return max(scores, key=lambda d: statistics.median(scores[d]))
 
 
-def training_rate(backbone: str, method: str, steps: int, batch: int) -> Callable[[DataConfig, int], float]:
-    """clips/s of full training steps of `backbone` + `method` at the data config's clip shape."""
+def training_rate(backbone: str, method: str, steps: int, batch: int,
+                  device: str | None = None) -> Callable[[DataConfig, int], float]:
+    """clips/s of full training steps of `backbone` + `method` at the data config's clip shape
+    (bf16 autocast, as vidpeft-train), on `device` (default: cuda if available)."""
 
     def rate(cfg: DataConfig, _: int) -> float:
         import torch.nn.functional as F
 
         from vidpeft import build_model
 
-        model = build_model(backbone, method, num_classes=400).train()
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        model = build_model(backbone, method, num_classes=400).to(dev).train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        clips = torch.randn(batch, 3, cfg.frames, cfg.input_size, cfg.input_size)
-        labels = torch.zeros(batch, dtype=torch.long)
+        clips = torch.randn(batch, 3, cfg.frames, cfg.input_size, cfg.input_size, device=dev)
+        labels = torch.zeros(batch, dtype=torch.long, device=dev)
         timings = []
         for _ in range(steps + 1):  # the first step warms up
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
                 loss = F.cross_entropy(model(clips), labels)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            sync()
             timings.append(time.perf_counter() - start)
-        print(f"model: {backbone} + {method}, batch {batch} x {cfg.frames} x {cfg.input_size}^2, median of "
-              f"{steps} steps {float(np.median(timings[1:])):.2f} s/step")
+        print(f"model: {backbone} + {method}, batch {batch} x {cfg.frames} x {cfg.input_size}^2 on {dev}, median "
+              f"of {steps} steps {float(np.median(timings[1:])):.2f} s/step")
         return batch / float(np.median(timings[1:]))
 
     return rate
@@ -286,10 +291,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--method", default="adaptformer", help="PEFT method of that model")
     parser.add_argument("--model-batch", type=int, default=1, help="clips per timed model step")
     parser.add_argument("--model-steps", type=int, default=2, help="timed model steps (after one warm-up)")
+    parser.add_argument("--device", help="device of the model step: cpu or cuda (default: cuda if available)")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     model = None if args.backbone == "none" else training_rate(args.backbone, args.method, args.model_steps,
-                                                               args.model_batch)
+                                                               args.model_batch, args.device)
     return run(args, model_rate=model)
 
 

@@ -55,8 +55,8 @@ class Attention(nn.Module):
             bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
             if type(self.qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
                 qkv = F.linear(x, self.qkv.weight, bias)
-            else:
-                qkv = self.qkv(x) + bias
+            else:  # in place: a wrapper's output is not needed by its backward (autograd checks)
+                qkv = self.qkv(x).add_(bias)
         q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)

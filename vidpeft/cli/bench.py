@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=0,
                         help="untimed training steps besides the first, which is never timed (default 0)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="per-block activation checkpointing")
+    parser.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype of forward and loss (default: fp32)")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank, ours and peft's (default 16)")
     parser.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha, ours and peft's (default 16)")
     parser.add_argument("--no-peft", action="store_true", help="skip the transformers+peft comparison")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cases = runner.cases_for(
         backbones, args.method, not args.no_peft, frames, size=args.input_size or preset["size"],
-        batch=args.batch_size, grad_checkpointing=args.grad_checkpointing, warmup=args.warmup, repeats=args.repeats or preset["repeats"], device=device,
+        batch=args.batch_size, grad_checkpointing=args.grad_checkpointing, warmup=args.warmup, repeats=args.repeats or preset["repeats"], device=device, amp=args.amp,
         lora_options={"rank": args.rank, "alpha": args.alpha})
     command = shlex.join(["vidpeft-bench", *(sys.argv[1:] if argv is None else argv)])
     result = runner.run(cases, command, args.timeout)
