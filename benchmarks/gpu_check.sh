@@ -29,7 +29,7 @@ mkdir -p "$OUT"
 
 if [ "$QUICK" = 1 ]; then
     BENCH=(--quick --backbone videomae-micro --method full lora --repeats 1)
-    DATA=(--videos 2 --seconds 1 --kinds k400 --workers 0,all --rounds 1 --batches 1 --batch-size 2
+    DATA=(--videos 2 --seconds 1 --kinds k400 --workers 0,all --rounds 1 --batches 1 --batch-size 2 --size 64
           --backbone videomae-micro --method lora --model-steps 1)
     COMPILE=(--quick --steps 1)
 else
