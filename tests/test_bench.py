@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-METHODS = ["full", "linear", "bitfit", "lora", "adaptformer", "prefix", "bapat"]
+from vidpeft.methods import METHODS as REGISTERED
+
+METHODS = ["full"] + [m for m in REGISTERED.names() if m != "full"]
 BACKBONES = ["videomae-micro", "videoswin-micro"]
 
 
@@ -23,7 +25,7 @@ def bench_command() -> list[str]:
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run([*bench_command(), "--quick", "--out", str(out)], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=1800)  # a hang guard, not a timing assertion: the machine may be busy
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout, json.loads((out / "bench.json").read_text()), out / "bench.png"
 

@@ -282,3 +282,26 @@ def test_loads_into_a_method_wrapped_model(videomae_ref, swin_ref, backbone, fmt
     plain = build_backbone(backbone, NUM_CLASSES)
     load_pretrained(plain, files[fmt])
     torch.testing.assert_close(model.blocks[1].attn.qkv.base_layer.weight, plain.blocks[1].attn.qkv.weight)
+
+
+def test_a_vidpeft_full_run_is_one_more_checkpoint_format(tmp_path):
+    """save_adapter of a full fine-tuning (what vidpeft-train writes to best/) loads like any checkpoint:
+    the same report, the backbone loaded into a wrapped model, its head (another task's) re-initialised."""
+    torch.manual_seed(0)
+    source = vidpeft.build_model("videoswin-micro", "full", num_classes=3)
+    vidpeft.save_adapter(source, tmp_path / "run" / "best")
+    model = vidpeft.build_model("videoswin-micro", "lora", num_classes=NUM_CLASSES)
+    report = load_pretrained(model, tmp_path / "run")
+    assert report.format == "vidpeft videoswin-micro full fine-tuning run"
+    assert report.reinitialised == ["head.bias", "head.weight"] and report.unexpected == [] and report.missing == []
+    assert report.added and all("lora_" in k for k in report.added)
+    torch.testing.assert_close(model.layers[3].blocks[1].attn.qkv.base_layer.weight,
+                               source.layers[3].blocks[1].attn.qkv.weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"full fine-tuning run checkpoint \(videoswin\) cannot load into a videomae model"):
+        load_pretrained(build_backbone("videomae-micro", NUM_CLASSES), tmp_path / "run")
+    vidpeft.save_adapter(vidpeft.build_model("videoswin-micro", "norm", num_classes=3), tmp_path / "norm")
+    with pytest.raises(ValueError, match="a norm run holds only its adapter"):
+        load_pretrained(model, tmp_path / "norm")
+    small = vidpeft.build_model("videoswin-micro", "full", num_classes=3, backbone_options={"mlp_ratio": 2.0})
+    with pytest.raises(ValueError, match=r"mlp\.fc1\.(weight|bias) has shape .* right model size"):
+        load_pretrained(small, tmp_path / "run")

@@ -220,3 +220,29 @@ def test_videomae_recipe_trains_with_its_augmentations(data, tmp_path):
     assert cfg["data"]["sampling"] == "segment" and cfg["data"]["flip"] is False  # SSv2 settings
     assert cfg["train"]["mixup"] > 0 and cfg["train"]["layer_decay"] < 1 and cfg["train"]["optimizer"] == "adamw"
     assert float(log_rows(work)[0]["train_loss"]) > 0
+
+
+@pytest.mark.parametrize("backbone, method, options", [
+    ("videomae-micro", "adapter", ["--adapter-dim", "8"]),
+    ("videoswin-micro", "vpt", ["--prompt-length", "4"]),
+    ("videomae-micro", "vpt", ["--vpt-mode", "shallow", "--prompt-dropout", "0.1"]),
+    ("videoswin-micro", "norm", []),
+    ("videomae-micro", "partial", ["--partial-blocks", "1"]),
+])
+def test_the_new_methods_train_through_the_cli(data, tmp_path, backbone, method, options):
+    """Adapter, VPT, NormTuning and Partial-k train and test through vidpeft-train with their
+    options as flags; the best checkpoint holds exactly the method's trainable tensors."""
+    import vidpeft
+    from safetensors import safe_open
+
+    work = tmp_path / method
+    assert train(data, work, "--backbone", backbone, *options, method=method, epochs=1) == 0
+    spec = json.loads((work / "best" / "adapter.json").read_text())
+    assert spec["method"] == method
+    rows = log_rows(work)
+    assert len(rows) == 1 and 0 < float(rows[0]["train_loss"]) < 10
+    assert 0 <= json.loads((work / "eval.json").read_text())["top1"] <= 100
+    model = vidpeft.build_model(backbone, method, len(spec["labels"]), **spec["options"])
+    trainable = {vidpeft.methods.canonical_key(n) for n, p in model.named_parameters() if p.requires_grad}
+    with safe_open(str(work / "best" / "adapter.safetensors"), "pt") as saved:
+        assert set(saved.keys()) == trainable

@@ -255,6 +255,22 @@ def test_every_shipped_config_builds_the_methods_trainable_set(name, tmp_path):
     assert [s["type"] for s in cfg.test_pipeline][:2] == ["DecordInit", "SampleFrames"]
 
 
+@pytest.mark.parametrize("method", vidpeft.METHODS.names())
+def test_the_plugin_takes_every_registered_method(method):
+    """PEFTBackbone builds any registered method on both micro backbones (method_cfg is passed
+    through), training exactly the method's tensors."""
+    from vidpeft.mmaction.backbone import PEFTBackbone
+
+    for arch in ("videomae-micro", "videoswin-micro"):
+        try:
+            backbone = PEFTBackbone(arch=arch, method=method)
+        except ValueError:  # the method cannot run on this backbone (it says so in one line)
+            continue
+        trainable = {n for n, p in backbone.named_parameters() if p.requires_grad}
+        assert {"backbone." + n for n in trainable} == {
+            n for n in expected_trainable(arch, method, {}) if n.startswith("backbone.")}
+
+
 # ---------------------------------------------------------------- the compatibility fixes
 
 class NotAllowed:

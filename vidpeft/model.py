@@ -10,14 +10,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .backbones import BACKBONES
-from .backbones.checkpoints import LoadReport
+from .backbones import BACKBONES, backbone_info
+from .backbones.checkpoints import RUN_CONFIG as ADAPTER_CONFIG
+from .backbones.checkpoints import RUN_WEIGHTS as ADAPTER_WEIGHTS
+from .backbones.checkpoints import LoadReport, check_shape
 from .backbones.checkpoints import load_pretrained as load_checkpoint
+from .backbones.checkpoints import run_dir as adapter_dir
 from .fileio import write_atomic
 from .methods import METHODS, canonical_key
 
-ADAPTER_WEIGHTS = "adapter.safetensors"
-ADAPTER_CONFIG = "adapter.json"
 
 
 @dataclass
@@ -51,7 +52,7 @@ def build_model(
     `load_adapter` can rebuild the same frozen weights when no pretrained checkpoint is used."""
     factory = BACKBONES.get(backbone)
     spec_method = METHODS.get(method)
-    cfg = spec_method.config.from_options(method, method_options).for_backbone(backbone)
+    cfg = spec_method.config.from_options(method, method_options).for_backbone(backbone_info(backbone))
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
@@ -96,11 +97,10 @@ def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], sourc
         raise ValueError(
             f"{source}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
             "was it saved for another backbone or method?")
+    for key, value in tensors.items():
+        check_shape(source, key, value, params[key], "was it saved with other method options?")
     with torch.no_grad():
         for key, value in tensors.items():
-            if params[key].shape != value.shape:
-                raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}, "
-                                 f"the model expects {tuple(params[key].shape)}")
             params[key].copy_(value)
 
 
@@ -127,34 +127,7 @@ def read_spec(directory: str | os.PathLike) -> ModelSpec:
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     """Load backbone weights: any checkpoint format vidpeft.backbones.checkpoints recognises, or a
     vidpeft work dir / its best/ from full fine-tuning (its backbone, not its head)."""
-    path = Path(path)
-    run = adapter_dir(path)
-    if run is None:
-        return load_checkpoint(model, path)
-    spec = read_spec(run)
-    if spec.method != "full":
-        raise ValueError(f"{path}: a {spec.method} run holds only its adapter; only a full fine-tuning run "
-                         "can serve as a backbone (use load_adapter to rebuild this model)")
-    if spec.backbone.split("-")[0] != getattr(model, "family", spec.backbone.split("-")[0]):
-        raise ValueError(f"{path}: trained a {spec.backbone}, which cannot load into a {model.family} model")
-    tensors = load_file(str(run / ADAPTER_WEIGHTS))
-    params = {canonical_key(name): p for name, p in model.named_parameters()}
-    report = LoadReport(str(path), f"vidpeft {spec.backbone} full fine-tuning run")
-    with torch.no_grad():
-        for key, value in sorted(tensors.items()):
-            if key.startswith("head."):
-                report.reinitialised.append(key)
-            elif key not in params:
-                report.unexpected.append(key)
-            elif params[key].shape != value.shape:
-                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)} in the run but "
-                                 f"{tuple(params[key].shape)} in the model; is this the right model size?")
-            else:
-                params[key].copy_(value)
-                report.loaded.append(key)
-    report.added = list(getattr(model, "vidpeft_added", []))
-    report.missing = sorted(k for k in params if k not in tensors and k not in report.added)
-    return report
+    return load_checkpoint(model, path)
 
 
 def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> nn.Module:
@@ -174,11 +147,6 @@ def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | N
         spec.pretrained = str(pretrained)
     load_adapter_weights(model, Path(directory))
     return model
-
-
-def adapter_dir(path: Path) -> Path | None:
-    """`path/best` or `path` when it holds adapter.json (a vidpeft-train work dir or a save_adapter folder)."""
-    return next((d for d in (path / "best", path) if (d / ADAPTER_CONFIG).is_file()), None)
 
 
 def load_adapter_weights(model: nn.Module, directory: Path) -> None:

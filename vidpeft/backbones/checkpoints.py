@@ -8,9 +8,11 @@ loading never executes code.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,7 +23,20 @@ from torch import nn
 StateDict = dict[str, torch.Tensor]
 HEAD_KEYS = ("head.weight", "head.bias")
 # what a method wrapper calls the module it wraps (peft's name); stripped from model keys
-BASE_LAYER = ".base_layer."
+BASE_LAYER = "base_layer"
+# a vidpeft run (vidpeft-train work dir, its best/, or a save_adapter folder)
+RUN_CONFIG, RUN_WEIGHTS = "adapter.json", "adapter.safetensors"
+
+
+def canonical_key(key: str) -> str:
+    """A parameter name as the unwrapped backbone spells it (wrappers' `.base_layer.` removed)."""
+    return key.replace(f".{BASE_LAYER}.", ".")
+
+
+def check_shape(source: str, key: str, value: torch.Tensor, expected: torch.Tensor, hint: str) -> None:
+    if value.shape != expected.shape:
+        raise ValueError(f"{source}: {key} has shape {tuple(value.shape)} there but {tuple(expected.shape)} "
+                         f"in the model; {hint}")
 
 
 @dataclass
@@ -33,6 +48,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # a method's own tensors: no checkpoint has them
+    video_only: list[str] = field(default_factory=list)  # a video model's additions to an image model
 
     def __str__(self) -> str:
         lines = [f"{self.path}: {self.format} checkpoint, {len(self.loaded)} tensors loaded"]
@@ -40,6 +56,8 @@ class LoadReport:
             keys = getattr(self, name)
             if keys:
                 lines.append(f"  {name} ({len(keys)}): {', '.join(keys)}")
+        if self.video_only:
+            lines.append(f"  not in image checkpoints, zero-initialised: {', '.join(self.video_only)}")
         if self.added:
             lines.append(f"  added by the method, initialised by it ({len(self.added)} tensors)")
         return "\n".join(lines)
@@ -48,9 +66,13 @@ class LoadReport:
 @dataclass(frozen=True)
 class Format:
     name: str
-    family: str  # "videomae" or "videoswin"
+    family: str  # "videomae", "videoswin", "timm-vit", "timm-beit"
     detect: Callable[[set[str]], bool]
     convert: Callable[[StateDict], StateDict]
+    loads_head: bool = True  # False: the source's head is for another task and is never loaded
+    # image weights in timm's (or the release's) names: the model converts them with timm's own
+    # functions (model.adapt_checkpoint), which need the model (position embedding sizes, ...)
+    by_model: bool = False
 
 
 # ---------------------------------------------------------------- renaming helpers
@@ -153,8 +175,34 @@ def has(*patterns: str) -> Callable[[set[str]], bool]:
     return lambda keys: all(any(re.search(p, k) for k in keys) for p in patterns)
 
 
+def same(sd: StateDict) -> StateDict:
+    return dict(sd)
+
+
+# ---------------------------------------------------------------- image models (timm)
+# A ViT or BEiT has a class token or a qkv bias; VideoMAE has neither (q_bias / v_bias beside a bias-free qkv).
+
+def timm_vit_keys(keys: set[str]) -> bool:
+    return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
+
+
+IMAGE_FORMATS = [
+    Format("vidpeft timm BEiT", "timm-beit", has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
+    Format("vidpeft timm ViT", "timm-vit", has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
+    Format("OpenAI CLIP / open_clip", "timm-vit",
+           has(r"^(module\.)?visual\.(class_embedding|trunk\.pos_embed|trunk\.blocks\.0\.norm1\.weight)$"), same,
+           by_model=True),
+    Format("Google ViT .npz", "timm-vit", has(r"^(opt/target/|params/)?(Transformer/encoderblock|embedding/kernel)"),
+           same, by_model=True),
+    Format("official BEiT v2 pre-training", "timm-beit",
+           has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$", r"^(lm_head\.weight|mask_token)$"), same, by_model=True),
+    Format("timm / official BEiT", "timm-beit", has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$"), same,
+           by_model=True),
+    Format("timm ViT", "timm-vit", timm_vit_keys, same, by_model=True),
+]
+
 # Order matters: the first detector that matches wins.
-FORMATS = [
+FORMATS = IMAGE_FORMATS + [
     Format("Hugging Face transformers VideoMAE", "videomae",
            has(r"^(videomae\.)?encoder\.layer\.\d+\.attention\.attention\.query\.weight$"), hf_videomae),
     Format("official VideoMAE pre-training", "videomae", has(r"^encoder\.blocks\.\d+\.attn\.qkv\.weight$"),
@@ -193,10 +241,14 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    if path.suffix == ".npz":
+        return read_npz(path)
     try:
         # official VideoMAE checkpoints carry their argparse.Namespace: plain data, safe to allow
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns before refusing a TorchScript archive
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if unsafe is None:
@@ -207,6 +259,11 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
             "torch.save or safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
+        if "TorchScript" in str(err):  # e.g. OpenAI CLIP's own downloads (ViT-B-16.pt)
+            raise ValueError(
+                f"{path}: a TorchScript archive, which vidpeft does not load (it holds code); if you trust it, save "
+                "its weights once: torch.save(torch.jit.load(PATH, map_location='cpu').state_dict(), 'weights.pt')"
+            ) from None
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); check the download") from None
     while isinstance(obj, dict):
         nested = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
@@ -218,6 +275,19 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     return obj
 
 
+def read_npz(path: Path) -> StateDict:
+    """A NumPy archive (Google's JAX checkpoints) as tensors; pickled objects are refused."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: torch.from_numpy(np.array(archive[key])) for key in archive.files}
+    except ValueError as err:
+        raise ValueError(f"{path}: not a NumPy .npz of arrays ({err}); check the download") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npz ({err}); check the download") from None
+
+
 def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
     for fmt in FORMATS:
         if fmt.detect(keys):
@@ -225,48 +295,83 @@ def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
     sample = ", ".join(sorted(keys)[:5])
     raise ValueError(
         f"{path}: unrecognised checkpoint (keys like {sample}); supported: "
-        + "; ".join(f.name for f in FORMATS)
+        + "; ".join(f.name for f in FORMATS) + "; a vidpeft full fine-tuning run directory"
     )
+
+
+def run_dir(path: Path) -> Path | None:
+    """`path/best` or `path` when it holds adapter.json (a vidpeft-train work dir or a save_adapter folder)."""
+    return next((d for d in (path / "best", path) if (d / RUN_CONFIG).is_file()), None)
+
+
+def read_run(run: Path, path: Path) -> tuple[StateDict, Format]:
+    """A vidpeft run as a checkpoint: only a full fine-tuning run holds a whole backbone."""
+    from safetensors.torch import load_file
+
+    from vidpeft.backbones import backbone_info
+
+    spec = json.loads((run / RUN_CONFIG).read_text(encoding="utf-8"))
+    if spec["method"] != "full":
+        raise ValueError(f"{path}: a {spec['method']} run holds only its adapter; only a full fine-tuning run "
+                         "can serve as a backbone (use load_adapter to rebuild this model)")
+    family = backbone_info(spec["backbone"]).family
+    fmt = Format(f"vidpeft {spec['backbone']} full fine-tuning run", family, lambda keys: True, dict,
+                 loads_head=False)
+    return load_file(str(run / RUN_WEIGHTS)), fmt
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, Format]:
+    """The tensors of any supported source and the format they are in."""
+    path = Path(path)
+    run = run_dir(path) if path.is_dir() else None
+    if run is not None:
+        return read_run(run, path)
+    sd = read_state_dict(path)
+    return sd, detect_format(set(sd), path)
 
 
 # ---------------------------------------------------------------- loading
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load a VideoMAE or Video Swin checkpoint of any supported format into `model`.
+    """Load a checkpoint of any supported format (VideoMAE, Video Swin, timm image models) into `model`.
 
     Works on a bare backbone or one with method wrappers (`.base_layer` is ignored in
     names). A shape mismatch is an error, except for a classification head with another
-    class count, which keeps its fresh initialisation and is listed as re-initialised."""
-    sd = read_state_dict(path)
-    fmt = detect_format(set(sd), path)
+    class count (or any head of a vidpeft run, trained for its own task), which keeps its
+    fresh initialisation and is listed as re-initialised."""
+    sd, fmt = read_checkpoint(path)
     family = getattr(model, "family", None)
     if family is not None and family != fmt.family:
         raise ValueError(f"{path}: a {fmt.name} checkpoint ({fmt.family}) cannot load into a {family} model")
     source = fmt.convert(sd)
+    if fmt.by_model:
+        try:
+            source = model.adapt_checkpoint(source)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     own = model.state_dict()
-    by_canonical = {key.replace(BASE_LAYER, "."): key for key in own}
+    by_canonical = {canonical_key(key): key for key in own}
     report = LoadReport(str(path), fmt.name)
     to_load = {}
     for key, value in source.items():
         target = by_canonical.get(key)
         if target is None:
             report.unexpected.append(key)
-        elif value.shape == own[target].shape:
-            to_load[target] = value
-            report.loaded.append(key)
-        elif key in HEAD_KEYS:
+        elif key in HEAD_KEYS and (not fmt.loads_head or value.shape != own[target].shape):
             report.reinitialised.append(key)
         else:
-            raise ValueError(
-                f"{path}: {key} has shape {tuple(value.shape)} in the checkpoint but "
-                f"{tuple(own[target].shape)} in the model ({fmt.name}); is this the right model size?"
-            )
+            check_shape(str(path), key, value, own[target], f"is this the right model size ({fmt.name})?")
+            to_load[target] = value
+            report.loaded.append(key)
     if report.reinitialised:
         reset_head(model)
     model.load_state_dict(to_load, strict=False)
     taken = set(report.loaded) | set(report.reinitialised)
     report.added = list(getattr(model, "vidpeft_added", []))
-    report.missing = [k for k in by_canonical if k not in taken and k not in report.added]
+    if fmt.by_model:
+        report.video_only = [k for k in getattr(model, "video_only_keys", ()) if k in by_canonical]
+    skip = set(report.added) | set(report.video_only)
+    report.missing = [k for k in by_canonical if k not in taken and k not in skip]
     for keys in (report.loaded, report.missing, report.unexpected, report.reinitialised):
         keys.sort()
     return report
@@ -274,6 +379,6 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
 
 def reset_head(model: nn.Module) -> None:
     """Fresh initialisation of the head in place (keeps any wrapper and its requires_grad)."""
-    linear = getattr(model.head, "base_layer", model.head)
+    linear = getattr(model.head, BASE_LAYER, model.head)
     nn.init.trunc_normal_(linear.weight, std=0.02)
     nn.init.zeros_(linear.bias)

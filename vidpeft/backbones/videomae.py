@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks, size_factory,
-    stochastic_depth_rates,
+    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias,
+    run_blocks, size_factory, stochastic_depth_rates,
 )
 
 
@@ -47,34 +47,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.kv_prefix: nn.Module | None = None
 
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), q/v biases included."""
+        b, n, _ = x.shape
+        qkv = qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
+        return qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""
+        return self.project(tokens)[1:]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        if self.q_bias is None:
-            qkv = self.qkv(x)
-        else:
-            bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-            if type(self.qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
-                qkv = F.linear(x, self.qkv.weight, bias)
-            else:  # in place: a wrapper's output is not needed by its backward (autograd checks)
-                qkv = self.qkv(x).add_(bias)
-        q, k, v = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = self.project(x)
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
-
-
-class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class VideoMAE(VideoClassifier):
@@ -100,13 +88,21 @@ class VideoMAE(VideoClassifier):
         self.num_features = self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(in_chans, embed_dim, tubelet_size, patch_size)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, dp, norm_eps)
+            TransformerBlock(embed_dim, Attention(embed_dim, num_heads), mlp_ratio, dp, norm_eps)
             for dp in stochastic_depth_rates(drop_path_rate, depth)
         )
+        self.token_layout = TokenLayout()  # every block's: patch tokens only, no class token
+        for blk in self.blocks:
+            blk.token_layout = self.token_layout
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_drop = nn.Dropout(head_drop)
         self.head = nn.Linear(embed_dim, num_classes)
         self.token_grid: tuple[int, int, int] | None = None
+        # extra-token slot: None or a module called with the embedded patch tokens (B, N, C) that
+        # returns tokens (B or 1, L, C) to put first in the sequence (prompts); they take no part
+        # in the mean pooling. num_prefix_tokens counts them in the last forward (timm's name).
+        self.extra_tokens: nn.Module | None = None
+        self.num_prefix_tokens = 0
         self.grad_checkpointing = False
         self._pos_cache: dict[tuple, torch.Tensor] = {}
         self.apply(_init_weights)
@@ -117,14 +113,22 @@ class VideoMAE(VideoClassifier):
             self._pos_cache[key] = sincos_table(num_tokens, self.embed_dim).to(like)
         return self._pos_cache[key]
 
+    def final_norm(self) -> nn.Module:
+        return self.fc_norm
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.patch_embed.patch_size, "VideoMAE")
         x = self.patch_embed(x)
-        self.token_grid = tuple(x.shape[2:])
+        self.token_grid = self.token_layout.grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
         x = x + self.position_table(x.shape[1], x)
+        self.num_prefix_tokens = 0
+        if self.extra_tokens is not None:
+            extra = self.extra_tokens(x).to(x.dtype)
+            x = torch.cat((extra.expand(x.shape[0], -1, -1), x), dim=1)
+            self.num_prefix_tokens = extra.shape[1]
         x = run_blocks(self.blocks, x, self.grad_checkpointing)
-        return self.fc_norm(x.mean(1))
+        return self.fc_norm(x[:, self.num_prefix_tokens:].mean(1))
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -9,23 +9,24 @@ from dataclasses import asdict
 
 from . import report
 from .measure import load_average, run_fresh
-from .worker import HF_PEFT, Case
+from ..backbones import backbone_info
+from .worker import HF_PEFT, HF_PEFT_FAMILY, Case
 
 WORKER = "vidpeft.bench.worker"
 
 
 def cases_for(backbones: list[str], methods: list[str], compare_peft: bool, frames: dict[str, int],
-              lora_options: dict, **common) -> list[Case]:
+              options: dict[str, dict], **common) -> list[Case]:
     """Full fine-tuning first (every ratio needs it), then the methods; transformers + peft right
     after our LoRA on VideoMAE so the pair runs under the same load."""
     ordered = (["full"] if "full" in methods else []) + [m for m in methods if m != "full"]
     cases = []
     for backbone in backbones:
         for method in ordered:
-            options = lora_options if method == "lora" else {}
-            cases.append(Case(backbone, method, frames[backbone], options=options, **common))
-            if method == "lora" and compare_peft and backbone.startswith("videomae"):
-                cases.append(Case(backbone, "lora", frames[backbone], impl=HF_PEFT, options=options, **common))
+            own = options.get(method, {})
+            cases.append(Case(backbone, method, frames[backbone], options=own, **common))
+            if method == "lora" and compare_peft and backbone_info(backbone).family == HF_PEFT_FAMILY:
+                cases.append(Case(backbone, "lora", frames[backbone], impl=HF_PEFT, options=own, **common))
     return cases
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from .measure import current_rss_mb, peak_rss_mb, timed
 
 HF_PEFT = "transformers+peft"
+HF_PEFT_FAMILY = "videomae"  # the backbone family transformers' VideoMAE reproduces
 
 
 @dataclass
@@ -75,16 +76,21 @@ def build_hf_peft(case: Case) -> Built:
     from peft import LoraConfig, get_peft_model
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
-    from vidpeft.backbones.videomae import SIZES
+    from vidpeft.backbones import build_backbone
+    from vidpeft.methods.lora import LoRAConfig
 
-    size = SIZES[case.backbone.split("-", 1)[1]]
+    with torch.device("meta"):  # only its sizes
+        ours = build_backbone(case.backbone, case.num_classes)
+    block = ours.blocks[0]
     config = VideoMAEConfig(num_frames=case.frames, image_size=case.size, num_labels=case.num_classes,
-                            hidden_size=size["embed_dim"], num_hidden_layers=size["depth"],
-                            num_attention_heads=size["num_heads"], intermediate_size=4 * size["embed_dim"],
+                            hidden_size=ours.num_features, num_hidden_layers=len(ours.blocks),
+                            num_attention_heads=block.attn.num_heads, intermediate_size=block.mlp.fc1.out_features,
                             attn_implementation="sdpa")
     torch.manual_seed(0)
-    lora = LoraConfig(r=case.options.get("rank", 16), lora_alpha=case.options.get("alpha", 16),
-                      target_modules=["query", "value"], lora_dropout=0.0, modules_to_save=["classifier"])
+    lora_cfg = LoRAConfig(**case.options)
+    lora = LoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha,
+                      target_modules=[{"q": "query", "k": "key", "v": "value"}[t] for t in lora_cfg.targets],
+                      lora_dropout=lora_cfg.dropout, modules_to_save=["classifier"])
     model = get_peft_model(VideoMAEForVideoClassification(config), lora)
     if case.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

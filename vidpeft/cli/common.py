@@ -3,37 +3,94 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
+import typing
+from dataclasses import MISSING, Field, fields
+from typing import Any, Callable
 
-# Method options settable from every CLI; None means "the method's default".
-METHOD_OPTIONS = {
-    "adapter_dim": (int, "AdaptFormer/BAPAT bottleneck width (default 64)"),
-    "adapter_scale": (float, "AdaptFormer/BAPAT output scale (default 0.1)"),
-    "patt_dim": (int, "PATT/BAPAT hidden width (default 128 on Swin, 32 on ViT)"),
-    "patt_scale": (float, "PATT/BAPAT scale s (default 0.8)"),
-    "patt_init": (str, "PATT initialisation: zero (default) or benchmark"),
-    "rank": (int, "LoRA rank (default 16)"),
-    "alpha": (float, "LoRA alpha; scale = alpha / rank (default 16)"),
-    "targets": (str, "LoRA target slices, comma-separated among q,k,v (default q,v)"),
-    "dropout": (float, "LoRA dropout on the update's input (default 0)"),
-    "prefix_length": (int, "prefix-tuning: number of key/value tokens L (default 16)"),
-    "prefix_hidden": (int, "prefix-tuning: hidden width m of the prefix MLP (default 128)"),
-    "rel_pos_tables": (str, "BitFit: also train Swin's relative position tables (true/false, default true)"),
-}
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in TRUE + FALSE:
+        return text.lower() in TRUE
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+PARSERS: dict[Any, Callable[[str], Any]] = {int: int, float: float, str: str, bool: parse_bool,
+                                            tuple[str, ...]: parse_names}
+
+
+def option_type(annotation: Any) -> Any:
+    """The value type of a config field: `X | None` -> X."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def method_fields() -> dict[str, tuple[Any, str, list[tuple[str, Any]]]]:
+    """Every option of every registered method: name -> (type, help, [(method, default)])."""
+    from ..methods import METHODS
+
+    options: dict[str, tuple[Any, str, list[tuple[str, Any]]]] = {}
+    for name in METHODS.names():
+        config = METHODS.get(name).config
+        hints = typing.get_type_hints(config)
+        for f in fields(config):
+            kind = option_type(hints[f.name])
+            if kind not in PARSERS:
+                raise TypeError(f"{config.__name__}.{f.name}: option type {kind} has no command-line form")
+            known = options.setdefault(f.name, (kind, f.metadata.get("help", ""), []))
+            if known[0] != kind:
+                raise TypeError(f"option {f.name} is {known[0]} in one method and {kind} in {name}")
+            known[2].append((name, _default(f)))
+    return options
+
+
+def _default(f: Field) -> Any:
+    value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if value is None:
+        return "the backbone's"
+    return ",".join(value) if isinstance(value, tuple) else value
+
+
+def method_help() -> str:
+    """Help of a --method flag: every registered method with its description."""
+    from ..methods import METHODS
+
+    return "; ".join(f"{name}: {METHODS.get(name).description}" for name in METHODS.names())
 
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """A flag for every option of every registered method, typed and documented by its config field."""
     group = parser.add_argument_group("method options (only those of the chosen method apply)")
-    for name, (kind, help_text) in METHOD_OPTIONS.items():
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=help_text)
+    for name, (kind, help_text, users) in method_fields().items():
+        values = {str(default) for _, default in users}
+        if len(values) == 1:
+            defaults = f"{', '.join(m for m, _ in users)}; default {values.pop()}"
+        else:
+            defaults = "; ".join(f"{method} default {default}" for method, default in users)
+        metavar = {bool: "{true,false}", tuple[str, ...]: "A,B"}.get(kind)
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=PARSERS[kind], default=None,
+                           metavar=metavar, help=f"{help_text} [{defaults}]")
 
 
-def method_options(args: argparse.Namespace) -> dict:
-    options = {name: getattr(args, name) for name in METHOD_OPTIONS if getattr(args, name, None) is not None}
-    if "targets" in options:
-        options["targets"] = tuple(t.strip() for t in options["targets"].split(",") if t.strip())
-    if "rel_pos_tables" in options:
-        options["rel_pos_tables"] = options["rel_pos_tables"].lower() in ("1", "true", "yes")
-    return options
+def method_options(args: argparse.Namespace, method: str | None = None) -> dict:
+    """The method options given on the command line (unset ones keep the method's default);
+    with `method`, only the options that method has."""
+    given = {name: getattr(args, name) for name in method_fields() if getattr(args, name, None) is not None}
+    if method is None:
+        return given
+    from ..methods import METHODS
+
+    own = {f.name for f in fields(METHODS.get(method).config)}
+    return {k: v for k, v in given.items() if k in own}
 
 
 def fail(error: BaseException | str, status: int = 2) -> int:

@@ -7,8 +7,9 @@ import sys
 
 import torch
 
+from ..backbones import BACKBONES
 from ..model import build_model, count_parameters
-from .common import add_method_options, fail, method_options
+from .common import add_method_options, fail, method_help, method_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,8 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="vidpeft-params",
         description="Print the trainable parameters of BACKBONE with METHOD (excluding the head), "
         "the head's parameters and the total. Builds the model on the meta device: no weights, no memory.")
-    parser.add_argument("--backbone", required=True, help="e.g. videomae-b, videoswin-b")
-    parser.add_argument("--method", default="full", help="full, linear, bitfit, lora, adaptformer, prefix, bapat")
+    parser.add_argument("--backbone", required=True, help=f"one of {', '.join(BACKBONES.names())}")
+    parser.add_argument("--method", default="full", help=f"PEFT method (default full). {method_help()}")
     parser.add_argument("--num-classes", type=int, default=174, help="head size (default 174, SSv2)")
     parser.add_argument("--json", action="store_true", help='print {"trainable", "head", "total"} as JSON')
     add_method_options(parser)

@@ -7,8 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..backbones import BACKBONES
 from ..data.decode import VideoReadError
-from .common import add_method_options, fail, method_options
+from .common import add_method_options, fail, method_help, method_options
 
 # flag -> dotted key in the resolved config
 OVERRIDES = {
@@ -43,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Run under `torchrun --nproc_per_node N` for DistributedDataParallel.",
         epilog="Outputs in WORK_DIR: config.yaml (resolved), last.pt (resume state), best/ (adapter-only "
         "checkpoint), log.csv, eval.json.")
-    parser.add_argument("--backbone", help="e.g. videomae-b, videoswin-b (see vidpeft-params)")
-    parser.add_argument("--method", default="full", help="full, linear, bitfit, lora, adaptformer, prefix, bapat")
+    parser.add_argument("--backbone", help=f"one of {', '.join(BACKBONES.names())}")
+    parser.add_argument("--method", default="full", help=f"PEFT method (default full). {method_help()}")
     parser.add_argument("--data", dest="data_root", help="folder written by vidpeft-prep (lists + videos)")
     parser.add_argument("--work-dir", required=True, help="where checkpoints, logs and eval.json go")
     parser.add_argument("--pretrained", help="backbone checkpoint (official, Hugging Face, mmaction2, "

@@ -119,7 +119,8 @@ def recipe_path(name_or_path: str | Path) -> Path:
 def load_recipe(name_or_path: str | Path, dataset: str | None = None, backbone: str | None = None) -> dict[str, Any]:
     """The recipe as a dict (data, test, train, ...) with the entries of `datasets:` for
     `dataset` and of `backbones:` for `backbone` merged in (a backbone entry is found by full
-    name, e.g. 'videoswin-b', or family, 'videoswin'). The dataset name is kept as data.dataset."""
+    name, e.g. 'videoswin-b', or family, 'videoswin'). The dataset name is kept as data.dataset;
+    mean/std default to the backbone's (BackboneInfo)."""
     path = recipe_path(name_or_path)
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -133,6 +134,12 @@ def load_recipe(name_or_path: str | Path, dataset: str | None = None, backbone: 
         _merge(recipe, per_dataset.get(dataset.lower(), {}))
         recipe.setdefault("data", {})["dataset"] = dataset.lower()
     if backbone is not None:
-        for key in dict.fromkeys((backbone.split("-")[0], backbone)):
+        from vidpeft.backbones import backbone_info
+
+        info = backbone_info(backbone)
+        for key in dict.fromkeys((info.family, backbone)):
             _merge(recipe, per_backbone.get(key, {}))
+        data = recipe.setdefault("data", {})
+        data.setdefault("mean", list(info.mean))  # the normalisation the pretrained weights expect
+        data.setdefault("std", list(info.std))
     return recipe

@@ -18,13 +18,12 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from vidpeft.backbones import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 from vidpeft.data.sampling import resized_size, spatial_crops
 
 if TYPE_CHECKING:
     from vidpeft.data.config import DataConfig
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _RANDAUGMENT = re.compile(r"^rand(?P<options>(-[a-z]+[0-9.]+)*)$")
 _MAX_MAGNITUDE = 10  # timm's magnitude scale: m10 = the strongest setting of every op
 

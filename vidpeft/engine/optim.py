@@ -6,9 +6,7 @@ import math
 import torch
 from torch import nn
 
-from ..methods import blocks
-
-NO_DECAY_NAMES = ("relative_position_bias_table",)
+from ..methods import blocks, canonical_key
 
 
 def layer_ids(model: nn.Module) -> dict[str, int]:
@@ -29,17 +27,23 @@ def layer_ids(model: nn.Module) -> dict[str, int]:
     return ids
 
 
+def exempt(name: str, no_decay: set[str]) -> bool:
+    """`name` is listed by the model's no_weight_decay(), whole or as its last dotted parts."""
+    return any(name == entry or name.endswith("." + entry) for entry in no_decay)
+
+
 def build_optimizer(model: nn.Module, train: dict, lr: float) -> torch.optim.Optimizer:
     """Parameter groups by (weight decay, layer scale) over the trainable parameters only."""
     decay = float(train.get("weight_decay", 0.0))
     layer_decay = float(train.get("layer_decay") or 1.0)
     ids = layer_ids(model)
     depth = max(ids.values(), default=0)
+    no_decay = model.no_weight_decay()
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        wd = 0.0 if p.ndim <= 1 or name.endswith(NO_DECAY_NAMES) else decay
+        wd = 0.0 if p.ndim <= 1 or exempt(canonical_key(name), no_decay) else decay
         scale = layer_decay ** (depth - ids[name])
         groups.setdefault((wd, scale), []).append(p)
     param_groups = [{"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": lr * scale}

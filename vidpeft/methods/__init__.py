@@ -1,7 +1,15 @@
-"""PEFT methods, one file each, registered by name in METHODS."""
-from . import adaptformer, bapat, bitfit, full, linear, lora, patt, prefix  # noqa: F401  (registration)
+"""PEFT methods, one file each, registered by name in METHODS.
+
+Every module of this package is imported here, so adding a method is adding its file."""
+import importlib
+import pkgutil
+
 from .base import METHODS, Method, MethodConfig, blocks, canonical_key
-from .lora import merge as merge_lora, unmerge as unmerge_lora
-from .prefix import fold as fold_prefix
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")  # registration
+
+from .lora import merge as merge_lora, unmerge as unmerge_lora  # noqa: E402
+from .prefix import fold as fold_prefix  # noqa: E402
 
 __all__ = ["METHODS", "Method", "MethodConfig", "blocks", "canonical_key", "merge_lora", "unmerge_lora", "fold_prefix"]

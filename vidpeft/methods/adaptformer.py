@@ -6,7 +6,7 @@ up-projection is zero-initialised, so the network is unchanged at step 0.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -16,8 +16,9 @@ from .base import MethodConfig, Wrapper, block_width, blocks, register_method
 
 @dataclass
 class AdaptFormerConfig(MethodConfig):
-    adapter_dim: int = 64
-    adapter_scale: float = 0.1
+    adapter_dim: int = field(default=64, metadata={"help": "bottleneck width m of each adapter"})
+    adapter_scale: float = field(default=0.1, metadata={
+        "help": "fixed scale of the adapter output (AdaptFormer default 0.1; AIM's MLP adapter s: 0.5 K400, 1.0 SSv2)"})
 
 
 class Bottleneck(nn.Module):

@@ -7,20 +7,28 @@ them. Everything it adds is trainable; everything else was frozen by `build_mode
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
+import torch
 from torch import nn
 
+from ..backbones.checkpoints import BASE_LAYER, canonical_key
 from ..registry import Registry
 
-BASE_LAYER = "base_layer"  # what a wrapper calls the module it wraps (peft's name)
+if TYPE_CHECKING:
+    from ..backbones import BackboneInfo
 
 
 @dataclass
 class MethodConfig:
-    """Options of a method; subclasses add fields. `for_backbone` fills backbone-dependent defaults."""
+    """Options of a method: dataclass fields with `metadata={"help": ...}` (the CLIs' flags and
+    help come from them). A field declared `X | None = None` means "the backbone's default",
+    filled by `for_backbone` from `BackboneInfo.method_defaults[field name]`."""
 
-    def for_backbone(self, backbone: str) -> "MethodConfig":
+    def for_backbone(self, info: "BackboneInfo") -> "MethodConfig":
+        for f in fields(self):
+            if getattr(self, f.name) is None and f.name in info.method_defaults:
+                setattr(self, f.name, info.method_defaults[f.name])
         return self
 
     @classmethod
@@ -53,7 +61,7 @@ def register_method(name: str, config: type[MethodConfig], description: str):
 
 
 class Wrapper(nn.Module):
-    """A module that adds to another, kept as `base_layer` so backbone keys survive."""
+    """A module that adds to another, kept as `base_layer` (BASE_LAYER) so backbone keys survive."""
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
@@ -71,6 +79,31 @@ def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
 
 
-def canonical_key(key: str) -> str:
-    """A parameter name as the unwrapped backbone spells it."""
-    return key.replace(f".{BASE_LAYER}.", ".")
+SLOTS = ("pre_attn", "post_attn", "post_mlp")  # residual-stream slots of every block, nn.Identity() when free
+
+
+def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> None:
+    """Put `module` in a block's residual-stream slot; one-line error if the block has none or it is taken."""
+    current = getattr(block, slot, None)
+    if current is None or getattr(block, "token_layout", None) is None:
+        raise ValueError(f"{method} needs blocks with the {slot} slot and a token_layout; "
+                         f"{type(block).__name__} has not both")
+    if not isinstance(current, nn.Identity):
+        raise ValueError(f"{method}: the block's {slot} slot already holds a {type(current).__name__}")
+    setattr(block, slot, module)
+
+
+class GridResidual(nn.Module):
+    """x + branch(x) on a block's patch tokens seen as their (T, H, W) grid (class token, prompts kept
+    aside and returned unchanged); subclasses define `branch` on channels-last (B, T, H, W, C) grids."""
+
+    def __init__(self, layout) -> None:
+        super().__init__()
+        self.layout = layout  # the block's token_layout (a plain object, not a submodule)
+
+    def branch(self, grid: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid, extra = self.layout.to_grid(x)  # (B, C, T, H, W)
+        return self.layout.from_grid(grid + self.branch(grid.movedim(1, -1)).movedim(-1, 1), extra)

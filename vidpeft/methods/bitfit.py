@@ -5,7 +5,7 @@ The V-PETL benchmark counts Video Swin's relative position bias tables as biases
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -16,7 +16,8 @@ REL_POS_TABLE = "relative_position_bias_table"
 
 @dataclass
 class BitFitConfig(MethodConfig):
-    rel_pos_tables: bool = True
+    rel_pos_tables: bool = field(default=True, metadata={
+        "help": "BitFit: also train Video Swin's relative position bias tables (as V-PETL counts them)"})
 
 
 def is_bias(name: str, rel_pos_tables: bool) -> bool:

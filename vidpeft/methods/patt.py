@@ -7,7 +7,7 @@ keeps PyTorch's default Linear initialisation, as the benchmark's code does.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -20,10 +20,13 @@ INITS = ("zero", "benchmark")
 
 @dataclass
 class PATTConfig(MethodConfig):
-    patt_dim: int | None = None  # None: 128 on Video Swin, 32 on VideoMAE (the V-PETL settings)
-    patt_scale: float = 0.8
-    patt_targets: tuple[str, ...] = ("k", "v")
-    patt_init: str = "zero"
+    patt_dim: int | None = field(default=None, metadata={
+        "help": "PATT hidden width m (V-PETL: 128 on Video Swin, 32 on VideoMAE)"})
+    patt_scale: float = field(default=0.8, metadata={"help": "PATT scale s of the K/V updates"})
+    patt_targets: tuple[str, ...] = field(default=("k", "v"), metadata={
+        "help": "PATT: the qkv slices updated, among q, k, v"})
+    patt_init: str = field(default="zero", metadata={
+        "help": "PATT up-projection init: zero (identity at step 0) or benchmark (PyTorch default, as V-PETL)"})
 
     def __post_init__(self) -> None:
         self.patt_targets = tuple(self.patt_targets)
@@ -31,11 +34,6 @@ class PATTConfig(MethodConfig):
             raise ValueError(f"PATT targets must be names among q, k, v; got {self.patt_targets}")
         if self.patt_init not in INITS:
             raise ValueError(f"patt_init must be one of {INITS}; got {self.patt_init!r}")
-
-    def for_backbone(self, backbone: str) -> "PATTConfig":
-        if self.patt_dim is None:
-            self.patt_dim = 128 if backbone.startswith("videoswin") else 32
-        return self
 
 
 class ParallelAttention(Wrapper):

@@ -8,7 +8,7 @@ Defaults L = 16, m = 128: 4.84M parameters on Swin-B, 3.71M on ViT-B (the benchm
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,8 +18,8 @@ from .base import MethodConfig, blocks, register_method
 
 @dataclass
 class PrefixConfig(MethodConfig):
-    prefix_length: int = 16
-    prefix_hidden: int = 128
+    prefix_length: int = field(default=16, metadata={"help": "prefix-tuning: number L of key/value tokens"})
+    prefix_hidden: int = field(default=128, metadata={"help": "prefix-tuning: hidden width m of the prefix MLP"})
 
 
 class PrefixMLP(nn.Module):
