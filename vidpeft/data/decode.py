@@ -49,6 +49,11 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
+def _require_frames(path: Path, num_frames: int) -> None:
+    if num_frames <= 0:
+        raise VideoReadError(path, "it has no video frames")
+
+
 def _check_indices(path: Path, indices: np.ndarray, num_frames: int) -> np.ndarray:
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if indices.size == 0:
@@ -71,8 +76,7 @@ class DecordReader:
             # decord finds no video stream when it lacks the codec (AV1, for one)
             hint = "; its codec may be one decord lacks (AV1): use decoder 'pyav'" if "video stream" in str(error) else ""
             raise VideoReadError(path, f"decord cannot open it ({_first_line(error)}){hint}") from None
-        if self.num_frames <= 0:
-            raise VideoReadError(path, "it has no video frames")
+        _require_frames(path, self.num_frames)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         indices = _check_indices(self.path, indices, self.num_frames)
@@ -107,8 +111,7 @@ class PyAVReader:
         except Exception as error:  # av.error.FFmpegError and OSError subclasses
             raise VideoReadError(path, f"PyAV cannot open it ({_first_line(error)})") from None
         self.num_frames = len(packets)
-        if self.num_frames <= 0:
-            raise VideoReadError(path, "it has no video frames")
+        _require_frames(path, self.num_frames)
         self._pts = self._keyframes = None
         if all(pts is not None and dts is not None for pts, dts, _ in packets):
             pts = np.array(sorted(p[0] for p in packets), dtype=np.int64)
@@ -194,8 +197,7 @@ class TorchCodecReader:
             self.fps = float(metadata.average_fps or 0)
         except Exception as error:  # torchcodec raises ValueError / RuntimeError from FFmpeg
             raise VideoReadError(path, f"torchcodec cannot open it ({_first_line(error)})") from None
-        if self.num_frames <= 0:
-            raise VideoReadError(path, "it has no video frames")
+        _require_frames(path, self.num_frames)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         indices = _check_indices(self.path, indices, self.num_frames)
