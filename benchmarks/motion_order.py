@@ -5,7 +5,7 @@
 
 1. Generates a raw Kinetics-layout dataset of two classes, an object moving right or left (the plain
    style: a flat object on a flat background, random size, start and speed, so only the direction
-   tells them apart), and prepares it with vidpeft-prep.
+   tells them apart; 44x32 px, 32 frames), and prepares it with vidpeft-prep.
 2. Writes a "pretrained" Video Swin micro checkpoint that cannot see frame order: random weights
    (seed 0) with its relative position bias tables zeroed and the two temporal taps of its patch
    embedding averaged. Its tokens are then the same set for a clip and its time-reversed copy (the
@@ -51,6 +51,18 @@ def order_blind_checkpoint(path: Path) -> float:
     return gap
 
 
+def own_label_space(data: Path) -> None:
+    """Relabel the prepared lists 0..K-1 with a K-line labels.txt: a 400-way Kinetics head with 398 absent
+    classes swamps the adapters' gradient early in training (AdamW moves every absent row at full rate)."""
+    names = (data / "labels.txt").read_text().splitlines()
+    lists = {split: [line.rsplit(" ", 1) for line in (data / f"{split}.csv").read_text().splitlines()]
+             for split in ("train", "val", "test")}
+    used = sorted({int(label) for rows in lists.values() for _, label in rows})
+    (data / "labels.txt").write_text("".join(names[i] + "\n" for i in used))
+    for split, rows in lists.items():
+        (data / f"{split}.csv").write_text("".join(f"{path} {used.index(int(label))}\n" for path, label in rows))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="motion_out", help="working folder (default ./motion_out)")
@@ -64,10 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out).resolve()
     started = time.perf_counter()
     if not (out / "data" / "test.csv").is_file():
-        make_dataset("k400", out / "raw", motions=MOTIONS, per_class=args.per_class, size=(128, 96),
+        make_dataset("k400", out / "raw", motions=MOTIONS, per_class=args.per_class, size=(44, 32),
                      frames=32, seed=4, plain=True)
         assert prep_cli.main(["k400", "--src", str(out / "raw"), "--out", str(out / "data"),
-                              "--short-side", "96", "--no-progress"]) in (0, None)
+                              "--short-side", "0", "--no-progress"]) in (0, None)
+        own_label_space(out / "data")
     gap = order_blind_checkpoint(out / "order_blind.pth")
     print(f"order-blind backbone: max |features(clip) - features(reversed clip)| = {gap:.1e}", flush=True)
     results = {}

@@ -79,8 +79,8 @@ def videomae_ref(tmp_path_factory):
 @pytest.mark.parametrize("fmt, expected", [
     ("hf-safetensors-dir", "Hugging Face transformers VideoMAE"),
     ("hf-bin-file", "Hugging Face transformers VideoMAE"),
-    ("official-model", "official VideoMAE fine-tuning"),
-    ("official-module", "official VideoMAE fine-tuning"),
+    ("official-model", "VideoMAE fine-tuning (official release or vidpeft names)"),
+    ("official-module", "VideoMAE fine-tuning (official release or vidpeft names)"),
     ("mmaction2", "mmaction2 VideoMAE"),
 ])
 def test_videomae_formats_match_transformers(videomae_ref, fmt, expected):
@@ -140,7 +140,7 @@ def swin_ref(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt, expected", [
     ("torchvision", "torchvision swin3d"),
-    ("official", "official Video Swin"),
+    ("official", "Video Swin (official release or vidpeft names)"),
     ("mmaction2", "mmaction2 Video Swin"),
 ])
 def test_videoswin_formats_match_torchvision(swin_ref, fmt, expected):
@@ -233,7 +233,7 @@ def test_shape_mismatch_names_the_key(videomae_ref):
 
 def test_family_mismatch_is_an_error(swin_ref):
     _, _, files = swin_ref
-    with pytest.raises(ValueError, match="official Video Swin checkpoint .* cannot load into a videomae model"):
+    with pytest.raises(ValueError, match="a videoswin checkpoint .* cannot load into a videomae model"):
         load_pretrained(build_backbone("videomae-micro", NUM_CLASSES), files["official"])
 
 
@@ -297,7 +297,8 @@ def test_a_vidpeft_full_run_is_one_more_checkpoint_format(tmp_path):
     assert report.added and all("lora_" in k for k in report.added)
     torch.testing.assert_close(model.layers[3].blocks[1].attn.qkv.base_layer.weight,
                                source.layers[3].blocks[1].attn.qkv.weight, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"full fine-tuning run checkpoint \(videoswin\) cannot load into a videomae model"):
+    with pytest.raises(ValueError, match=r"a videoswin checkpoint \(vidpeft videoswin-micro full fine-tuning run "
+                       r"format\), which cannot load into a videomae model"):
         load_pretrained(build_backbone("videomae-micro", NUM_CLASSES), tmp_path / "run")
     vidpeft.save_adapter(vidpeft.build_model("videoswin-micro", "norm", num_classes=3), tmp_path / "norm")
     with pytest.raises(ValueError, match="a norm run holds only its adapter"):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vidpeft.cli.demo import SOURCE_MOTIONS, TARGET_MOTIONS
+
 BIN = Path(sys.executable).parent
 TINY = ["--source-per-class", "3", "--per-class", "3", "--source-epochs", "1", "--epochs", "1"]
 
@@ -17,8 +19,15 @@ def test_demo_runs_every_step_and_reports_top1(tmp_path):
     proc = subprocess.run([str(BIN / "vidpeft-demo"), "--out", str(out), *TINY],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for step in ("$ vidpeft-prep k400", "$ vidpeft-prep ssv2", "$ vidpeft-train", "$ vidpeft-test"):
-        assert step in proc.stdout
+    steps = [line.split()[1:3] for line in proc.stdout.splitlines() if line.startswith("$ ")]
+    methods = [s[1] for s in steps]
+    assert [s[0] for s in steps] == ["vidpeft-prep", "vidpeft-prep", "vidpeft-train", "vidpeft-train", "vidpeft-test"]
+    assert methods[:2] == ["k400", "ssv2"]
+    # --help lists the steps in the order they run, with the class counts the demo makes
+    help_text = subprocess.run([str(BIN / "vidpeft-demo"), "--help"], capture_output=True, text=True).stdout
+    order = ["vidpeft-prep k400", "vidpeft-prep ssv2", "fully fine-tune", "train BAPAT", "vidpeft-test"]
+    assert [help_text.index(text) for text in order] == sorted(help_text.index(text) for text in order)
+    assert f"({len(SOURCE_MOTIONS)} motion classes)" in help_text and f"{len(TARGET_MOTIONS)} motion classes" in help_text
     summary = proc.stdout.strip().splitlines()[-1]
     match = re.match(r"vidpeft-demo: BAPAT on the generated SSv2 task: top-1 ([\d.]+)% on (\d+) test videos "
                      r"\(chance 25\.0%\), 2 clips x 3 crops", summary)

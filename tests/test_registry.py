@@ -15,6 +15,7 @@ from vidpeft.cli import bench as bench_cli
 from vidpeft.cli import params as params_cli
 from vidpeft.cli import train as train_cli
 from vidpeft.cli.common import method_fields
+from vidpeft.engine.config import TrainConfig
 from vidpeft.engine.optim import build_optimizer
 from vidpeft.methods import METHODS
 from vidpeft.methods.patt import PATTConfig
@@ -48,7 +49,7 @@ def test_for_backbone_fills_only_unset_options_from_the_backbone():
 def test_no_weight_decay_comes_from_the_model():
     """Swin's relative position tables (its no_weight_decay()) and every 1-D tensor get no decay."""
     model = vidpeft.build_model("videoswin-micro", "bitfit", 3)  # trains biases and the tables
-    optimizer = build_optimizer(model, {"optimizer": "adamw", "weight_decay": 0.05}, lr=1e-3)
+    optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-3)
     names = {id(p): n for n, p in model.named_parameters()}
     decay = {names[id(p)] for g in optimizer.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decay == {"head.weight"}

@@ -5,14 +5,28 @@ import os
 from pathlib import Path
 from typing import Callable
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def write_atomic(path: Path, data: str | bytes | Callable[[Path], object], tmp_suffix: str = ".tmp") -> None:
-    """Write `data` (text, bytes, or a function writing the given temporary path) to `path` atomically."""
+    """Write `data` (text, bytes, or a function writing the given temporary path) to `path` atomically.
+
+    The file is flushed to disk before the rename, so `path` holds the old or the new content, never a
+    part; a failed write leaves `path` as it was and removes its temporary file. Every output gets the
+    usual permissions (0644 under the common umask), whatever the writer used (safetensors: 0600)."""
     tmp = path.with_name(f".{path.name}{tmp_suffix}")
-    if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
-    elif isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        data(tmp)
-    os.replace(tmp, path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        elif isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import UserError
+
 LABEL_MAP_DIR = Path(__file__).parent / "resources" / "label_maps"
 LABEL_MAPS = {"ssv2": "sthv2.txt", "k400": "kinetics400.txt", "hmdb51": "hmdb51.txt"}
 
@@ -14,7 +16,7 @@ def read_label_file(path: str | Path) -> list[str]:
         lines.pop()
     for number, line in enumerate(lines, 1):
         if not line.strip():
-            raise ValueError(f"{path}:{number}: empty class name; remove the blank line")
+            raise UserError(f"{path}:{number}: empty class name; remove the blank line")
     return [line.strip() for line in lines]
 
 

@@ -16,6 +16,7 @@ from .backbones.checkpoints import RUN_WEIGHTS as ADAPTER_WEIGHTS
 from .backbones.checkpoints import LoadReport, check_shape
 from .backbones.checkpoints import load_pretrained as load_checkpoint
 from .backbones.checkpoints import run_dir as adapter_dir
+from .errors import MissingFile, UserError
 from .fileio import write_atomic
 from .methods import METHODS, canonical_key
 
@@ -59,7 +60,10 @@ def build_model(
         model = factory(num_classes=num_classes, **(backbone_options or {}))
         model.requires_grad_(False)
         backbone_keys = {canonical_key(k) for k in model.state_dict()}
-        spec_method.attach(model, cfg)
+        try:
+            spec_method.attach(model, cfg)
+        except ValueError as error:  # the method cannot run on this backbone (the attach contract)
+            raise UserError(str(error)) from None
     # what the method added: load reports list these apart from keys a checkpoint lacks
     model.vidpeft_added = sorted(k for k in map(canonical_key, model.state_dict()) if k not in backbone_keys)
     model.head.requires_grad_(True)
@@ -94,7 +98,7 @@ def load_adapter_state(model: nn.Module, tensors: dict[str, torch.Tensor], sourc
     unexpected = sorted(set(tensors) - set(params))
     missing = sorted(k for k in adapter_state_dict(model) if k not in tensors)
     if unexpected or missing:
-        raise ValueError(
+        raise UserError(
             f"{source}: does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
             "was it saved for another backbone or method?")
     for key, value in tensors.items():
@@ -120,7 +124,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike, **spec_updates)
 def read_spec(directory: str | os.PathLike) -> ModelSpec:
     path = Path(directory) / ADAPTER_CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no adapter.json here; pass a directory written by save_adapter")
+        raise MissingFile(f"{path}: no adapter.json here; pass a directory written by save_adapter")
     return ModelSpec(**json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -139,7 +143,7 @@ def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | N
     backbone_weights = pretrained if pretrained is not None else spec.pretrained
     if backbone_weights is not None:
         if not Path(backbone_weights).exists():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"{backbone_weights}: the backbone this adapter was trained on is not there; "
                 "pass load_adapter(..., pretrained=PATH) (or --pretrained) with the same checkpoint")
         load_pretrained(model, backbone_weights)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
+from vidpeft.errors import UnknownName
+
 T = TypeVar("T")
 
 
@@ -26,7 +28,7 @@ class Registry(Generic[T]):
             return self._items[name]
         found = self._resolve(name) if self._resolve is not None else None
         if found is None:
-            raise KeyError(
+            raise UnknownName(
                 f"unknown {self.kind} {name!r}: choose one of {', '.join(sorted(self._items))}"
             )
         return found

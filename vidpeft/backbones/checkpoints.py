@@ -20,6 +20,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from vidpeft.errors import MissingFile, UserError
+
 StateDict = dict[str, torch.Tensor]
 HEAD_KEYS = ("head.weight", "head.bias")
 # what a method wrapper calls the module it wraps (peft's name); stripped from model keys
@@ -35,7 +37,7 @@ def canonical_key(key: str) -> str:
 
 def check_shape(source: str, key: str, value: torch.Tensor, expected: torch.Tensor, hint: str) -> None:
     if value.shape != expected.shape:
-        raise ValueError(f"{source}: {key} has shape {tuple(value.shape)} there but {tuple(expected.shape)} "
+        raise UserError(f"{source}: {key} has shape {tuple(value.shape)} there but {tuple(expected.shape)} "
                          f"in the model; {hint}")
 
 
@@ -210,12 +212,12 @@ FORMATS = IMAGE_FORMATS + [
     Format("mmaction2 VideoMAE", "videomae",
            has(r"^backbone\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.blocks\.\d+\.mlp\.layers\."),
            mmaction_videomae),
-    Format("official VideoMAE fine-tuning", "videomae", has(r"^blocks\.\d+\.attn\.qkv\.weight$"),
+    Format("VideoMAE fine-tuning (official release or vidpeft names)", "videomae", has(r"^blocks\.\d+\.attn\.qkv\.weight$"),
            official_videomae),
     Format("mmaction2 Video Swin", "videoswin",
            has(r"^backbone\.layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.norm3\.weight$"),
            mmaction_videoswin),
-    Format("official Video Swin", "videoswin", has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"),
+    Format("Video Swin (official release or vidpeft names)", "videoswin", has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"),
            official_videoswin),
     Format("torchvision swin3d", "videoswin", has(r"^features\.0\.\d+\.attn\.qkv\.weight$"), torchvision_swin3d),
 ]
@@ -234,9 +236,9 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         for name in ("model.safetensors", "pytorch_model.bin"):
             if (path / name).is_file():
                 return read_state_dict(path / name)
-        raise FileNotFoundError(f"{path}: directory has neither model.safetensors nor pytorch_model.bin")
+        raise MissingFile(f"{path}: directory has neither model.safetensors nor pytorch_model.bin")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise MissingFile(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -252,26 +254,27 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     except pickle.UnpicklingError as err:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if unsafe is None:
-            raise ValueError(f"{path}: not a readable PyTorch checkpoint; check the download") from None
-        raise ValueError(
+            raise UserError(f"{path}: not a readable PyTorch checkpoint; check the download") from None
+        raise UserError(
             f"{path}: refused to load: it holds a pickled Python object ({unsafe.group(1)}) and loading it "
             "could run code; if you trust the file, re-save only its tensors (its state_dict) with "
             "torch.save or safetensors"
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever a damaged or foreign file makes torch.load raise
         if "TorchScript" in str(err):  # e.g. OpenAI CLIP's own downloads (ViT-B-16.pt)
-            raise ValueError(
+            raise UserError(
                 f"{path}: a TorchScript archive, which vidpeft does not load (it holds code); if you trust it, save "
                 "its weights once: torch.save(torch.jit.load(PATH, map_location='cpu').state_dict(), 'weights.pt')"
             ) from None
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); check the download") from None
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({why}); check the download") from None
     while isinstance(obj, dict):
         nested = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
         if nested is None:
             break
         obj = nested
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: holds no state dict of tensors (looked under {', '.join(NESTED)})")
+        raise UserError(f"{path}: holds no state dict of tensors (looked under {', '.join(NESTED)})")
     return obj
 
 
@@ -283,9 +286,9 @@ def read_npz(path: Path) -> StateDict:
         with np.load(path, allow_pickle=False) as archive:
             return {key: torch.from_numpy(np.array(archive[key])) for key in archive.files}
     except ValueError as err:
-        raise ValueError(f"{path}: not a NumPy .npz of arrays ({err}); check the download") from None
+        raise UserError(f"{path}: not a NumPy .npz of arrays ({err}); check the download") from None
     except (OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npz ({err}); check the download") from None
+        raise UserError(f"{path}: not a readable .npz ({err}); check the download") from None
 
 
 def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
@@ -293,7 +296,7 @@ def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
         if fmt.detect(keys):
             return fmt
     sample = ", ".join(sorted(keys)[:5])
-    raise ValueError(
+    raise UserError(
         f"{path}: unrecognised checkpoint (keys like {sample}); supported: "
         + "; ".join(f.name for f in FORMATS) + "; a vidpeft full fine-tuning run directory"
     )
@@ -312,7 +315,7 @@ def read_run(run: Path, path: Path) -> tuple[StateDict, Format]:
 
     spec = json.loads((run / RUN_CONFIG).read_text(encoding="utf-8"))
     if spec["method"] != "full":
-        raise ValueError(f"{path}: a {spec['method']} run holds only its adapter; only a full fine-tuning run "
+        raise UserError(f"{path}: a {spec['method']} run holds only its adapter; only a full fine-tuning run "
                          "can serve as a backbone (use load_adapter to rebuild this model)")
     family = backbone_info(spec["backbone"]).family
     fmt = Format(f"vidpeft {spec['backbone']} full fine-tuning run", family, lambda keys: True, dict,
@@ -342,13 +345,14 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     sd, fmt = read_checkpoint(path)
     family = getattr(model, "family", None)
     if family is not None and family != fmt.family:
-        raise ValueError(f"{path}: a {fmt.name} checkpoint ({fmt.family}) cannot load into a {family} model")
+        raise UserError(f"{path}: this is a {fmt.family} checkpoint ({fmt.name} format), which cannot load "
+                        f"into a {family} model; pass a {family} checkpoint")
     source = fmt.convert(sd)
     if fmt.by_model:
         try:
             source = model.adapt_checkpoint(source)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise UserError(f"{path}: {err}") from None
     own = model.state_dict()
     by_canonical = {canonical_key(key): key for key in own}
     report = LoadReport(str(path), fmt.name)

@@ -26,6 +26,7 @@ from torch import nn
 from vidpeft.backbones.layers import (
     TokenLayout, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias, run_blocks,
 )
+from vidpeft.errors import UnknownName, UserError
 
 StateDict = dict[str, torch.Tensor]
 PREFIX = "image."  # where the timm model's own names live in ours
@@ -38,7 +39,7 @@ class FrameAttention(nn.Module):
     def __init__(self, attn: nn.Module) -> None:
         super().__init__()
         if getattr(attn, "gate", None) is not None:
-            raise ValueError("gated timm attention is not supported")
+            raise UserError("gated timm attention is not supported")
         self.num_heads = attn.num_heads
         self.head_dim = attn.qkv.out_features // (3 * attn.num_heads)
         self.qkv = attn.qkv
@@ -58,7 +59,7 @@ class FrameAttention(nn.Module):
         self.kv_prefix: nn.Module | None = None
         lost = set(attn.state_dict()) - set(self.state_dict())
         if lost:
-            raise ValueError(f"timm attention {type(attn).__name__} has parts vidpeft does not run: {sorted(lost)}")
+            raise UserError(f"timm attention {type(attn).__name__} has parts vidpeft does not run: {sorted(lost)}")
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), with timm's biases and q/k norms."""
@@ -77,7 +78,7 @@ class FrameAttention(nn.Module):
         if grid == self.window_size:
             return self.relative_position_index
         if grid[0] > self.window_size[0] or grid[1] > self.window_size[1]:
-            raise ValueError(f"BEiT's relative position table covers {self.window_size[0]}x{self.window_size[1]} patches, "
+            raise UserError(f"BEiT's relative position table covers {self.window_size[0]}x{self.window_size[1]} patches, "
                              f"frames give {grid[0]}x{grid[1]}; build the backbone with a larger img_size")
         return relative_position_index(self.window_size, grid, self.relative_position_index.device)
 
@@ -139,7 +140,7 @@ class FrameBlock(nn.Module):
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
         if type(block) not in (timm_vit.Block, timm_beit.Block):
-            raise ValueError(f"timm block type {type(block).__name__} is not supported (ViT Block or BEiT Block)")
+            raise UserError(f"timm block type {type(block).__name__} is not supported (ViT Block or BEiT Block)")
         self.pre_attn = nn.Identity()
         self.norm1 = block.norm1
         self.attn = FrameAttention(block.attn)
@@ -313,9 +314,9 @@ def npz_to_timm(sd: StateDict, model: FrameWiseVideo) -> StateDict:
         try:
             timm_vit._load_weights(plain, buffer)
         except KeyError as error:
-            raise ValueError(f"the .npz lacks {error}; is it a {model.timm_name}?") from None
+            raise UserError(f"the .npz lacks {error}; is it a {model.timm_name}?") from None
         except RuntimeError as error:
-            raise ValueError(f"a tensor of the .npz does not fit {model.timm_name} ({error}); is this the right "
+            raise UserError(f"a tensor of the .npz does not fit {model.timm_name} ({error}); is this the right "
                              "model size?") from None
     out = prefixed({k: v for k, v in plain.state_dict().items() if not v.isnan().any()})
     out.update({k: v for k, v in sd.items() if re.search(NPZ_UNUSED, k)})  # reported as unexpected
@@ -327,7 +328,7 @@ def build(timm_name: str, num_classes: int = 400, num_frames: int = 8, temporal_
     """A timm image model by name (no download) as a frame-wise video classifier."""
     entry = timm_name.split(".")[0]
     if not timm.is_model(entry):
-        raise ValueError(f"timm has no model {timm_name!r} (see timm.list_models())")
+        raise UserError(f"timm has no model {timm_name!r} (see timm.list_models())")
     kwargs = dict(pretrained=False, num_classes=0, img_size=img_size, drop_path_rate=drop_path_rate, **timm_kwargs)
     kwargs.update(_dynamic_size(entry))
     image = timm.create_model(timm_name, **kwargs)
@@ -335,11 +336,11 @@ def build(timm_name: str, num_classes: int = 400, num_frames: int = 8, temporal_
         cls = FrameWiseViT
     elif isinstance(image, timm_beit.Beit):
         if image.rel_pos_bias is not None:
-            raise ValueError(f"{timm_name}: a shared relative position bias is not supported")
+            raise UserError(f"{timm_name}: a shared relative position bias is not supported")
         cls = FrameWiseBeit
         image.patch_embed.strict_img_size = False  # smaller frames read their offsets from the table
     else:
-        raise ValueError(f"timm model {timm_name!r} is a {type(image).__name__}; frame-wise video supports timm's "
+        raise UserError(f"timm model {timm_name!r} is a {type(image).__name__}; frame-wise video supports timm's "
                          "VisionTransformer (ViT, CLIP, ...) and Beit models")
     return cls(image, timm_name, kwargs, num_classes, num_frames, temporal_embedding, head_drop)
 
@@ -356,7 +357,6 @@ ALIASES = {
     "vit-b16-in21k": ("vit_base_patch16_224.orig_in21k", {}),  # Google's ViT-B_16.npz (V-PETL's image table)
     "clip-b16": ("vit_base_patch16_clip_quickgelu_224.openai", {}),  # OpenAI CLIP ViT-B/16 (AIM, ST-Adapter)
     "beitv2-b16": ("beitv2_base_patch16_224.in1k_ft_in22k_in1k", {}),
-    "vit-micro": ("vit_tiny_patch16_224.augreg_in21k", MICRO),
     "clip-micro": ("vit_base_patch16_clip_quickgelu_224.openai", MICRO),
     # layer scale 0.1 (of the order of trained BEiT v2 weights) instead of its 1e-5 initialisation,
     # which would hide every branch of a randomly initialised micro model
@@ -380,7 +380,7 @@ def resolve(name: str):
         return None
     timm_name = name[len(TIMM_PREFIX):]
     if not timm.is_model(timm_name.split(".")[0]):
-        raise KeyError(f"unknown backbone {name!r}: timm has no model {timm_name!r} (see timm.list_models())")
+        raise UnknownName(f"unknown backbone {name!r}: timm has no model {timm_name!r} (see timm.list_models())")
     return factory(timm_name, {})
 
 
@@ -393,7 +393,7 @@ def family_of(timm_name: str) -> str:
     module = timm.models.model_entrypoint(timm_name.split(".")[0]).__module__
     families = {timm_vit.__name__: FrameWiseViT.family, timm_beit.__name__: FrameWiseBeit.family}
     if module not in families:
-        raise ValueError(f"timm model {timm_name!r} is neither a VisionTransformer nor a Beit; frame-wise video "
+        raise UserError(f"timm model {timm_name!r} is neither a VisionTransformer nor a Beit; frame-wise video "
                          "supports those two families")
     return families[module]
 
@@ -403,7 +403,7 @@ def normalisation(timm_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]
     try:
         cfg = timm.models.get_pretrained_cfg(timm_name)
     except RuntimeError as error:  # an unknown pretrained tag
-        raise KeyError(f"timm/{timm_name}: {error}") from None
+        raise UnknownName(f"timm/{timm_name}: {error}") from None
     if cfg is None:
-        raise KeyError(f"timm/{timm_name}: timm has no pretrained config for it")
+        raise UnknownName(f"timm/{timm_name}: timm has no pretrained config for it")
     return tuple(cfg.mean), tuple(cfg.std)

@@ -135,6 +135,7 @@ class SavedTensors:
 
 
 def measure(case: Case) -> dict:
+    from vidpeft.engine.config import TrainConfig
     from vidpeft.engine.optim import build_optimizer
 
     device = torch.device(case.device)
@@ -146,7 +147,7 @@ def measure(case: Case) -> dict:
     if case.impl == HF_PEFT:
         optimizer = torch.optim.AdamW(trainable_tensors, lr=1e-4, weight_decay=0.05)
     else:  # the engine's own optimiser, so the benchmark checks what training uses
-        optimizer = build_optimizer(model, {"optimizer": "adamw", "weight_decay": 0.05}, lr=1e-4)
+        optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(case.batch, 3, case.frames, case.size, case.size, generator=generator).to(device)
     y = torch.randint(0, case.num_classes, (case.batch,), generator=generator).to(device)

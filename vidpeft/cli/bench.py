@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shlex
 import sys
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             registry.get(name)
         except KeyError as error:
             return fail(error)
+    missing = missing_packages(["matplotlib"] + ([] if args.no_peft else ["transformers", "peft"]))
+    if missing:  # before minutes of measuring, not after
+        return fail(f"vidpeft-bench needs {', '.join(missing)}: pip install 'vidpeft[bench]'"
+                    + ("" if args.no_peft or "matplotlib" in missing else " (or skip that comparison with --no-peft)"))
     if args.frames and len(args.frames) not in (1, len(backbones)):
         return fail(f"--frames takes one clip length or one per backbone ({len(backbones)}), got {args.frames}")
     if args.frames:
@@ -81,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
     failed = [r for r in result["results"] if "error" in r]
     return 1 if failed else 0
+
+
+def missing_packages(names: list[str]) -> list[str]:
+    """The optional packages among `names` that are not installed."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
 
 
 if __name__ == "__main__":

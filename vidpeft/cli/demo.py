@@ -1,10 +1,10 @@
 """vidpeft-demo: the whole workflow on generated videos, no downloads.
 
-1. generate a raw Kinetics-style dataset (8 motion classes) and prepare it with vidpeft-prep k400;
-2. fully fine-tune a micro VideoMAE on it: the stand-in for a pre-trained checkpoint;
-3. generate a raw Something-Something V2 dataset (webm, other videos, other label space) and
-   prepare it with vidpeft-prep ssv2;
-4. train BAPAT on it with the step-2 run as --pretrained backbone;
+1. generate a raw Kinetics-style dataset (6 motion classes) and prepare it with vidpeft-prep k400;
+2. generate a raw Something-Something V2 dataset (webm, 4 motion classes, other videos, other
+   label space) and prepare it with vidpeft-prep ssv2;
+3. fully fine-tune a micro VideoMAE on the first: the stand-in for a pre-trained checkpoint;
+4. train BAPAT on the second with the step-3 run as --pretrained backbone;
 5. score the test list with vidpeft-test (clips x crops) and print top-1 against chance.
 Every step is the console command a user would type; they are printed as they run.
 """

@@ -8,6 +8,7 @@ import sys
 import torch
 
 from ..backbones import BACKBONES
+from ..errors import UserError
 from ..model import build_model, count_parameters
 from .common import add_method_options, fail, method_help, method_options
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with torch.device("meta"):
             model = build_model(args.backbone, args.method, args.num_classes, **method_options(args))
-    except (KeyError, TypeError, ValueError) as error:
+    except UserError as error:
         return fail(error)
     counts = count_parameters(model)
     if args.json:

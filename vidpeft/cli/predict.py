@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import UserError
 from .common import fail
 
 
@@ -23,9 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long lists)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     args = parser.parse_args(argv)
+    absent = [v for v in args.videos if not Path(v).is_file()]
+    if absent:
+        return fail(f"{absent[0]}: no such video file" + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""))
     try:
         predictions = predict(args)
-    except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except UserError as error:
         return fail(error)
     failed = [p for p in predictions if "error" in p]
     if args.json:
@@ -48,6 +52,7 @@ def predict(args: argparse.Namespace) -> list[dict]:
     from ..data.decode import VideoReadError
     from ..engine.evaluate import video_probabilities
     from ..engine.inference import load_run
+    from ..engine.config import TrainConfig
     from ..engine.train import autocast
 
     model, cfg, data_cfg = load_run(args.work_dir, args.pretrained, {
@@ -55,13 +60,13 @@ def predict(args: argparse.Namespace) -> list[dict]:
     names = model.vidpeft_spec.labels or [str(i) for i in range(model.vidpeft_spec.num_classes)]
     dataset = VideoDataset([Sample(Path(v), 0) for v in args.videos], "test", data_cfg, seed=0, strict=True)
     device = torch.device("cpu")
-    amp_context, _ = autocast(device, cfg["train"].get("amp", "bf16"))
+    amp_context, _ = autocast(device, TrainConfig.from_recipe(cfg).amp)
     out = []
     for i, video in enumerate(args.videos):
         try:
             views, _, _ = dataset[i]
         except VideoReadError as error:
-            out.append({"video": video, "error": str(error)})
+            out.append({"video": video, "error": f"cannot read video {error.path}: {error.reason}"})
             continue
         probs = video_probabilities(model, views, device, amp_context, views_per_batch=8)
         scores, ids = probs.topk(min(args.topk, len(names)))

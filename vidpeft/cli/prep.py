@@ -52,7 +52,8 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS, help="which dataset --src holds")
     p.add_argument("--src", type=Path, required=True, metavar="RAW", help="the raw download (read only)")
-    p.add_argument("--out", type=Path, required=True, help="where to write videos and lists")
+    p.add_argument("--out", type=Path, help="where to write videos and lists (default: data/DATASET, "
+                   "where vidpeft-train looks when --data is not given)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="parallel conversions (default: all cores)")
     p.add_argument("--short-side", type=int, default=None, metavar="S",
@@ -65,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
                    help="x264 preset, ultrafast ... veryslow (default veryfast)")
     p.add_argument("--threads", type=int, default=0, metavar="T",
                    help="decoder/encoder threads per video (default 0 = automatic, as ffmpeg)")
+    p.add_argument("--labels", default="community", metavar="{community,dataset,FILE}",
+                   help="label map: community (default: annotations/, the ids published results use), "
+                        "dataset (the download's own classes: Kinetics-600/700, subsets, SSv2 labels.json "
+                        "ids) or a file with one class name per line; the report says how it differs "
+                        "from the community map")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -80,6 +86,11 @@ def _summary(report: dict, out: Path) -> str:
     if len(failed) > SHOWN or len(missing) > SHOWN:
         lines.append(f"  ... the full lists are in {out / REPORT}")
     lists = ", ".join(f"{name} ({n})" for name, n in report["lists"].items())
+    labels = report["labels"]
+    lines.append(f"labels: {labels['map']} map, {labels['classes']} classes" + (
+        "" if labels["same_as_community"] else
+        f"; against the community map: {len(labels['not_in_community'])} not in it, "
+        f"{labels['community_classes_absent']} of it absent, {labels['renumbered']} with another id"))
     lines.append(f"lists in {out}: {lists}, labels.txt; report: {out / REPORT}")
     return "\n".join(lines)
 
@@ -87,6 +98,7 @@ def _summary(report: dict, out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     module = DATASETS[args.dataset]
+    args.out = args.out or Path("data") / args.dataset
     if not args.src.is_dir():
         print(f"vidpeft-prep: --src {args.src}: no such folder", file=sys.stderr)
         return EXIT_USAGE
@@ -100,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     options = {"split": args.split} if module is hmdb51 else {}
+    options["labels"] = args.labels
     settings = EncodeSettings(short_side=short_side, crf=args.crf, preset=args.preset,
                               threads=args.threads)
     try:

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..data.decode import VideoReadError
+from ..errors import UserError
 from .common import fail
 
 
@@ -27,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-views", type=int, default=8, help="views per forward pass (memory)")
     parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long lists)")
-    parser.add_argument("--out", help="where to write eval.json (default: WORK_DIR/eval.json)")
+    parser.add_argument("--out", help="where to write the result (default: WORK_DIR/eval_LIST_CLIPSxCROPS.json, "
+                        "e.g. eval_test_4x3.json; the run's own eval.json is never overwritten)")
     args = parser.parse_args(argv)
     try:
         result = score(args)
-    except (KeyError, TypeError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except (UserError, VideoReadError) as error:
         return fail(error)
     if os.environ.get("RANK", "0") == "0":
         from .train import summary
@@ -46,6 +49,7 @@ def score(args: argparse.Namespace) -> dict:
     from ..engine import distributed as dist
     from ..engine.evaluate import evaluate, write_eval
     from ..engine.inference import checkpoint_dir, load_run, run_dir
+    from ..engine.config import TrainConfig
     from ..engine.train import autocast
 
     device = dist.init()
@@ -56,15 +60,26 @@ def score(args: argparse.Namespace) -> dict:
     data_root = Path(args.data or cfg["data_root"])
     list_file = Path(args.list) if args.list else data_root / cfg["lists"]["test"]
     dataset = VideoDataset(read_annotations(list_file, data_root), "test", data_cfg, seed=0)
-    amp_context, _ = autocast(device, cfg["train"].get("amp", "bf16"))
+    amp_context, _ = autocast(device, TrainConfig.from_recipe(cfg).amp)
     result = evaluate(model.to(device), dataset, device, amp_context, views_per_batch=args.batch_views,
                       num_workers=data_cfg.num_workers)
-    result.update(checkpoint=str(checkpoint_dir(work_dir)), list=str(list_file))
+    run = run_dir(work_dir)
+    result.update(checkpoint=str(checkpoint_dir(work_dir)), model_selection=_model_selection(run),
+                  list=str(list_file))
     if dist.is_main():
-        out = Path(args.out) if args.out else run_dir(work_dir) / "eval.json"
+        out = Path(args.out) if args.out else run / f"eval_{list_file.stem}_{data_cfg.test_clips}x{data_cfg.test_crops}.json"
         write_eval(out, result)
+        print(f"wrote {out}")
     dist.shutdown()
     return result
+
+
+def _model_selection(run: Path) -> str:
+    """How the run chose the checkpoint in best/ (from its own eval.json)."""
+    try:
+        return json.loads((run / "eval.json").read_text(encoding="utf-8"))["model_selection"]
+    except (OSError, ValueError, KeyError):
+        return f"unknown ({run / 'eval.json'} is missing or has no model_selection)"
 
 
 if __name__ == "__main__":

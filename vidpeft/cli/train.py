@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..backbones import BACKBONES
 from ..data.decode import VideoReadError
+from ..errors import MissingFile, UserError
 from .common import add_method_options, fail, method_help, method_options
 
 # flag -> dotted key in the resolved config
@@ -20,6 +21,8 @@ OVERRIDES = {
     "weight_decay": ("train.weight_decay", float, "weight decay"),
     "optimizer": ("train.optimizer", str, "sgd or adamw"),
     "accumulation": ("train.accumulation", int, "gradient accumulation steps"),
+    "total_batch_size": ("train.total_batch_size", int, "effective batch (GPUs x batch x accumulation): sets "
+                         "the accumulation, so a recipe's batch holds on fewer GPUs"),
     "amp": ("train.amp", str, "bf16, fp16 or none (default bf16 on CPU, fp16 on GPU)"),
     "eval_every": ("train.eval_every", int, "validate every N epochs, keeping the best; 0 = no validation, "
                    "test the last epoch"),
@@ -43,11 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
         "best epoch), then score test.csv with multi-view testing using the best checkpoint. "
         "Run under `torchrun --nproc_per_node N` for DistributedDataParallel.",
         epilog="Outputs in WORK_DIR: config.yaml (resolved), last.pt (resume state), best/ (adapter-only "
-        "checkpoint), log.csv, eval.json.")
+        "checkpoint), log.csv, eval.json. Exit status: 0 done; 1 the loss became NaN/inf; 2 bad input; "
+        "75 stopped by SIGTERM after saving last.pt (preemption: requeue with --resume auto); "
+        "130 interrupted (Ctrl-C).")
     parser.add_argument("--backbone", help=f"one of {', '.join(BACKBONES.names())}")
     parser.add_argument("--method", default="full", help=f"PEFT method (default full). {method_help()}")
-    parser.add_argument("--data", dest="data_root", help="folder written by vidpeft-prep (lists + videos)")
-    parser.add_argument("--work-dir", required=True, help="where checkpoints, logs and eval.json go")
+    parser.add_argument("--data", dest="data_root", help="folder written by vidpeft-prep (lists + videos); "
+                        "default: the one dataset prepared under ./data")
+    parser.add_argument("--work-dir", help="where checkpoints, logs and eval.json go "
+                        "(default: runs/BACKBONE-METHOD-DATASET)")
     parser.add_argument("--pretrained", help="backbone checkpoint (official, Hugging Face, mmaction2, "
                         "torchvision) or a vidpeft work dir / best/ of a full fine-tuning run")
     parser.add_argument("--recipe", default="vpetl", help="vpetl (default), videomae, or a YAML path")
@@ -64,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe value, e.g. --set train.momentum=0.8 (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue WORK_DIR from last.pt with its config.yaml")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="auto",
+                        help="continue WORK_DIR from last.pt with its config.yaml; `--resume auto` continues "
+                        "when last.pt exists and otherwise starts the run the other flags describe (for "
+                        "requeue scripts)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in WORK_DIR (by default such a WORK_DIR is refused)")
     add_method_options(parser)
@@ -73,43 +83,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolved_config(args: argparse.Namespace) -> dict:
     from ..data import load_recipe
-    from ..engine.config import read_yaml, resolve
+    from ..engine.config import TrainConfig, read_yaml, resolve
+    from ..engine.train import holds_a_run
 
-    work_dir = Path(args.work_dir)
+    if not args.backbone and not (args.resume and args.work_dir):
+        raise UserError("--resume alone needs --work-dir (or give the --backbone and --method of the run)"
+                        if args.resume else "--backbone is required, e.g. --backbone videomae-b")
+    data_root = dataset = None
+    if args.work_dir:
+        work_dir = Path(args.work_dir)
+    else:  # mmaction2's work_dirs/<config> habit
+        data_root, dataset = _data(args)
+        work_dir = Path("runs") / f"{args.backbone}-{args.method}-{dataset or data_root.name}"
+        print(f"work dir: {work_dir}")
     if args.resume and (work_dir / "last.pt").is_file():
         cfg = read_yaml(work_dir / "config.yaml")
         cfg["resume"] = True
         return cfg
-    if not args.backbone or not args.data_root:
-        raise ValueError("--backbone and --data are required (unless --resume finds WORK_DIR/last.pt)")
-    from ..engine.train import holds_a_run
-
-    if holds_a_run(work_dir) and not args.overwrite:
-        if args.resume:
-            raise FileNotFoundError(f"{work_dir}: no last.pt to resume from (the run ended before its first "
-                                    "epoch); start it again with --overwrite")
-        raise FileExistsError(f"{work_dir}: already holds a vidpeft-train run; continue it with --resume, "
-                              "replace it with --overwrite, or choose another --work-dir")
-    data_root = Path(args.data_root)
-    if not data_root.is_dir():
-        raise FileNotFoundError(f"{data_root}: no such data folder; run vidpeft-prep first or fix --data")
-    dataset = args.dataset or _prepared_dataset(data_root)
+    if args.resume is True and not args.backbone:
+        if (work_dir / "config.yaml").is_file() and not holds_a_run(work_dir):
+            print(f"{work_dir} never finished an epoch: starting it again from its config.yaml")
+            return {**read_yaml(work_dir / "config.yaml"), "resume": False}
+        raise UserError(f"{work_dir}: nothing to resume (no last.pt); start the run with --backbone ... "
+                        "(with --resume auto it starts when there is nothing to resume)")
+    if data_root is None:
+        data_root, dataset = _data(args)
+    if holds_a_run(work_dir) and not args.overwrite and not args.resume:
+        raise UserError(f"{work_dir}: already holds a vidpeft-train run; continue it with --resume, "
+                        "replace it with --overwrite, or choose another --work-dir")
     overrides = {key: getattr(args, flag) for flag, (key, _, _) in OVERRIDES.items()}
     overrides["train.grad_checkpointing"] = True if args.grad_checkpointing else None
     overrides["train.strict"] = True if args.strict else None
     overrides["train.compile"] = True if args.compile else None
     cfg = resolve(load_recipe(args.recipe, dataset, backbone=args.backbone), overrides, args.set)
-    drop_path = cfg.get("train", {}).get("drop_path")
+    train = TrainConfig.from_recipe(cfg)  # unknown keys and bad values fail here, before any work
     cfg["model"] = {
         "backbone": args.backbone, "method": args.method, "options": method_options(args),
         "pretrained": str(Path(args.pretrained).resolve()) if args.pretrained else None,
-        "backbone_options": {"drop_path_rate": float(drop_path or 0.0)},
+        "backbone_options": {"drop_path_rate": train.drop_path},
     }
     cfg.update(recipe=args.recipe, dataset=dataset, data_root=str(data_root.resolve()),
-               work_dir=str(work_dir.resolve()), resume=bool(args.resume), overwrite=args.overwrite,
+               work_dir=str(work_dir.resolve()), resume=False, overwrite=args.overwrite,
                tensorboard=args.tensorboard,
                lists={"train": args.train_list, "val": args.val_list, "test": args.test_list})
     return cfg
+
+
+def _data(args: argparse.Namespace) -> tuple[Path, str | None]:
+    data_root = Path(args.data_root) if args.data_root else default_data()
+    if not data_root.is_dir():
+        raise MissingFile(f"{data_root}: no such data folder; run vidpeft-prep first or fix --data")
+    return data_root, args.dataset or _prepared_dataset(data_root)
+
+
+def default_data(parent: Path = Path("data")) -> Path:
+    """The one dataset vidpeft-prep wrote under ./data (its default --out)."""
+    found = sorted(p.parent for p in parent.glob("*/prep_report.json")) if parent.is_dir() else []
+    if len(found) == 1:
+        print(f"--data {found[0]} (the prepared dataset under {parent}/)")
+        return found[0]
+    if not found:
+        raise UserError(f"no --data given and no dataset prepared under {parent}/; run vidpeft-prep "
+                        "(e.g. vidpeft-prep ssv2 --src raw/) or pass --data")
+    raise UserError(f"no --data given and {len(found)} datasets under {parent}/ "
+                    f"({', '.join(str(p) for p in found)}); choose one with --data")
 
 
 def _prepared_dataset(data_root: Path) -> str | None:
@@ -124,14 +161,30 @@ def _prepared_dataset(data_root: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.resume not in (False, True, "auto"):
+        return fail(f"--resume takes no value or 'auto', got {args.resume!r}")
+    from ..engine.train import EXIT_PREEMPTED, Preempted, TrainingDiverged, run
+
+    cfg = None
     try:
         cfg = resolved_config(args)
-        from ..engine.train import run
-
         result = run(cfg)
-    except (KeyError, TypeError, ValueError, FileNotFoundError, FileExistsError, RuntimeError,
-            VideoReadError) as error:
+    except (UserError, VideoReadError) as error:
         return fail(error)
+    except TrainingDiverged as error:
+        return fail(error, status=1)
+    except Preempted as error:
+        saved = Path(cfg["work_dir"], "last.pt").is_file()
+        print(f"vidpeft-train: {error}; " + (f"continue with: vidpeft-train --work-dir {cfg['work_dir']} --resume"
+                                             if saved else "nothing to resume yet: run the same command again"),
+              file=sys.stderr)
+        return EXIT_PREEMPTED
+    except KeyboardInterrupt:
+        where = cfg["work_dir"] if cfg else None
+        hint = (f"continue with: vidpeft-train --work-dir {where} --resume" if where and
+                Path(where, "config.yaml").is_file() else "nothing was written; run the same command again")
+        print(f"vidpeft-train: interrupted; {hint}", file=sys.stderr)
+        return 130
     if os.environ.get("RANK", "0") == "0":
         print(summary(result))
     return 0

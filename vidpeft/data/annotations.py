@@ -4,10 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidpeft.errors import UserError
+
 FORMAT_HINT = "each line must be '<path> <label id>' (or '<path>,<label id>')"
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """A list file that cannot be used; the message names the file (and line)."""
 
 

@@ -11,6 +11,7 @@ import yaml
 
 from vidpeft.data.decode import DECODERS
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugment
+from vidpeft.errors import MissingFile, UserError
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs"  # -> configs/
 # `test:` keys of a recipe -> DataConfig fields
@@ -62,7 +63,7 @@ class DataConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise UserError(message)
         if self.randaugment:
             parse_randaugment(self.randaugment)
 
@@ -86,12 +87,12 @@ class DataConfig:
         options = dict(recipe.get("data") or {})
         for key, value in (recipe.get("test") or {}).items():
             if key not in TEST_KEYS:
-                raise ValueError(f"unknown key {key!r} in the recipe's test: section; known: {', '.join(TEST_KEYS)}")
+                raise UserError(f"unknown key {key!r} in the recipe's test: section; known: {', '.join(TEST_KEYS)}")
             options[TEST_KEYS[key]] = value
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown key(s) {', '.join(unknown)} in the recipe's data: section; known: {', '.join(sorted(known))}")
+            raise UserError(f"unknown key(s) {', '.join(unknown)} in the recipe's data: section; known: {', '.join(sorted(known))}")
         return cls(**options).override(**overrides)
 
 
@@ -113,7 +114,7 @@ def recipe_path(name_or_path: str | Path) -> Path:
     if candidate.is_file():
         return candidate
     available = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-    raise FileNotFoundError(f"no recipe {str(name_or_path)!r}: give a YAML file or one of {', '.join(available) or '(none found)'}")
+    raise MissingFile(f"no recipe {str(name_or_path)!r}: give a YAML file or one of {', '.join(available) or '(none found)'}")
 
 
 def load_recipe(name_or_path: str | Path, dataset: str | None = None, backbone: str | None = None) -> dict[str, Any]:
@@ -125,9 +126,9 @@ def load_recipe(name_or_path: str | Path, dataset: str | None = None, backbone: 
     try:
         recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: a recipe must be a mapping with data:, test: and train: sections")
+        raise UserError(f"{path}: a recipe must be a mapping with data:, test: and train: sections")
     per_dataset = recipe.pop("datasets", None) or {}
     per_backbone = recipe.pop("backbones", None) or {}
     if dataset is not None:

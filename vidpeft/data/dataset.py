@@ -17,7 +17,9 @@ one saw, and the model's random state is neither used nor disturbed. The loader'
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import signal
 from contextlib import contextmanager
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -136,20 +138,22 @@ class EpochSampler(Sampler):
     """Yields `(epoch, index)` keys. The indices come from `base` (e.g. a DistributedSampler,
     whose `set_epoch` is called for it) or, without one, from range(length), shuffled from
     (seed, epoch) when `shuffle`. The epoch advances by one at each pass; `set_epoch(e)`
-    sets the next one (call it when resuming)."""
+    sets the next one (call it when resuming), `set_epoch(e, start=k)` also skips its first k keys
+    (resuming mid-epoch: the remaining batches are those the uninterrupted pass would have made)."""
 
     def __init__(self, length: int, shuffle: bool = False, seed: int = 0, base: Sampler | None = None) -> None:
         self.length, self.shuffle, self.seed, self.base = length, shuffle, seed, base
-        self.epoch = 0
+        self.epoch, self.start = 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
         return len(self.base) if self.base is not None else self.length
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
+        start, self.start = self.start, 0
         if self.base is not None:
             if hasattr(self.base, "set_epoch"):
                 self.base.set_epoch(epoch)
@@ -158,7 +162,7 @@ class EpochSampler(Sampler):
             indices = np.random.default_rng([self.seed, epoch]).permutation(self.length).tolist()
         else:
             indices = range(self.length)
-        return ((epoch, int(index)) for index in indices)
+        return ((epoch, int(index)) for index in itertools.islice(indices, start, None))
 
 
 def build_loader(
@@ -173,4 +177,14 @@ def build_loader(
         sampler=EpochSampler(len(dataset), shuffle, seed, base=sampler),
         num_workers=num_workers, collate_fn=collate, drop_last=drop_last,
         persistent_workers=num_workers > 0, pin_memory=pin_memory,
+        # workers take their seeds from this generator, never from the global RNG (which training
+        # seeds per step); an item's draws depend on (seed, epoch, index) only
+        generator=torch.Generator().manual_seed(seed), worker_init_fn=worker_init if num_workers else None,
     )
+
+
+def worker_init(_: int) -> None:
+    """Loader workers leave SIGTERM and Ctrl-C to the main process, which stops the run cleanly and
+    then shuts them down (a scheduler or a terminal signals the whole process group)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

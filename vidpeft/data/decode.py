@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from vidpeft.errors import UserError
+
 DECODERS = ("decord", "pyav", "torchcodec")
 
 
@@ -28,7 +30,7 @@ class VideoReadError(Exception):
         )
 
 
-class DecoderUnavailable(RuntimeError):
+class DecoderUnavailable(UserError):
     """The chosen decoder cannot be used on this machine (not installed, or its libraries missing)."""
 
     def __init__(self, decoder: str, reason: str) -> None:
@@ -225,9 +227,9 @@ def torchcodec_decoder():
 
 
 def check_decoder(decoder: str) -> None:
-    """Raise ValueError for an unknown decoder name, DecoderUnavailable for a missing one."""
+    """Raise UserError for an unknown decoder name, DecoderUnavailable for a missing one."""
     if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+        raise UserError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
     if decoder == "torchcodec":
         torchcodec_decoder()
     elif decoder == "decord":

@@ -20,6 +20,7 @@ from torchvision.transforms.v2 import functional as F
 
 from vidpeft.backbones import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 from vidpeft.data.sampling import resized_size, spatial_crops
+from vidpeft.errors import UserError
 
 if TYPE_CHECKING:
     from vidpeft.data.config import DataConfig
@@ -33,9 +34,9 @@ def parse_randaugment(spec: str) -> tuple[float, int, float]:
     match = _RANDAUGMENT.match(spec)
     options = dict(re.findall(r"-([a-z]+)([0-9.]+)", match["options"])) if match else None
     if options is None or set(options) - {"m", "n", "mstd", "inc"}:
-        raise ValueError(f"randaugment {spec!r} is not of the form 'rand-m7-n4-mstd0.5-inc1' (keys m, n, mstd, inc)")
+        raise UserError(f"randaugment {spec!r} is not of the form 'rand-m7-n4-mstd0.5-inc1' (keys m, n, mstd, inc)")
     if options.get("inc", "1") != "1":
-        raise ValueError(f"randaugment {spec!r}: only the increasing-severity op set (inc1) is available")
+        raise UserError(f"randaugment {spec!r}: only the increasing-severity op set (inc1) is available")
     return float(options.get("m", 9)), int(options.get("n", 2)), float(options.get("mstd", 0))
 
 

@@ -58,6 +58,15 @@ def mean(value: float) -> float:
     return t.item() / world_size()
 
 
+def any_true(flag: bool) -> bool:
+    """True on every rank when `flag` is true on any rank (so all ranks stop at the same step)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([float(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def shutdown() -> None:
     if is_distributed():
         dist.destroy_process_group()

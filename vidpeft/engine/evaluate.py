@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.dataset import worker_init
 from ..fileio import write_atomic
 from . import distributed as dist
 
@@ -35,10 +36,10 @@ def evaluate(model, dataset, device, amp_context, views_per_batch: int = 8, num_
     model.eval()
     share = list(range(dist.rank(), len(dataset), dist.world_size()))
     loader = DataLoader(torch.utils.data.Subset(dataset, share), batch_size=None, shuffle=False,
-                        num_workers=num_workers)
+                        num_workers=num_workers, worker_init_fn=worker_init if num_workers else None)
     scored, unreadable = [], []
     for views, label, index in tqdm(loader, desc="scoring", leave=False, dynamic_ncols=True,
-                                    disable=not (show_progress and dist.is_main())):
+                                    disable=None if show_progress and dist.is_main() else True):
         if views is None:
             unreadable.append((index, str(dataset.samples[index].path)))
             continue

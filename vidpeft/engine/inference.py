@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import DataConfig
+from ..errors import MissingFile
 from ..model import adapter_dir, compile_model, load_adapter
 from .config import read_yaml
 
@@ -12,12 +13,18 @@ def checkpoint_dir(work_dir: Path) -> Path:
     found = adapter_dir(work_dir)
     if found is not None:
         return found
-    raise FileNotFoundError(f"{work_dir}: no best/adapter.json; is this a finished vidpeft-train work dir?")
+    raise MissingFile(f"{work_dir}: no best/adapter.json; is this a finished vidpeft-train work dir?")
 
 
 def run_dir(work_dir: Path) -> Path:
     """The work dir itself, or the run holding it when given its best/."""
-    return work_dir if (work_dir / "config.yaml").is_file() else work_dir.parent
+    for candidate in (work_dir, work_dir.parent):
+        if (candidate / "config.yaml").is_file() and (candidate == work_dir or adapter_dir(work_dir)):
+            return candidate
+    if not work_dir.is_dir():
+        raise MissingFile(f"{work_dir}: no such work dir; pass the --work-dir of a vidpeft-train run")
+    raise MissingFile(f"{work_dir}: not a vidpeft-train work dir (no config.yaml); pass the --work-dir "
+                      "of a vidpeft-train run or its best/")
 
 
 def load_run(work_dir: str | Path, pretrained: str | None = None, data_overrides: dict | None = None,

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..methods import blocks, canonical_key
+from .config import TrainConfig
 
 
 def layer_ids(model: nn.Module) -> dict[str, int]:
@@ -32,10 +33,10 @@ def exempt(name: str, no_decay: set[str]) -> bool:
     return any(name == entry or name.endswith("." + entry) for entry in no_decay)
 
 
-def build_optimizer(model: nn.Module, train: dict, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
     """Parameter groups by (weight decay, layer scale) over the trainable parameters only."""
-    decay = float(train.get("weight_decay", 0.0))
-    layer_decay = float(train.get("layer_decay") or 1.0)
+    decay = train.weight_decay
+    layer_decay = train.layer_decay or 1.0
     ids = layer_ids(model)
     depth = max(ids.values(), default=0)
     no_decay = model.no_weight_decay()
@@ -48,13 +49,9 @@ def build_optimizer(model: nn.Module, train: dict, lr: float) -> torch.optim.Opt
         groups.setdefault((wd, scale), []).append(p)
     param_groups = [{"params": ps, "weight_decay": wd, "lr_scale": scale, "lr": lr * scale}
                     for (wd, scale), ps in groups.items()]
-    name = train.get("optimizer", "sgd").lower()
-    if name == "sgd":
-        return torch.optim.SGD(param_groups, lr=lr, momentum=float(train.get("momentum", 0.9)))
-    if name == "adamw":
-        betas = tuple(train.get("betas", (0.9, 0.999)))
-        return torch.optim.AdamW(param_groups, lr=lr, betas=betas)
-    raise ValueError(f"unknown optimizer {name!r}: use sgd or adamw")
+    if train.optimizer.lower() == "sgd":
+        return torch.optim.SGD(param_groups, lr=lr, momentum=train.momentum or 0.0)
+    return torch.optim.AdamW(param_groups, lr=lr, betas=train.betas)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..backbones.checkpoints import BASE_LAYER, canonical_key
+from ..errors import UnknownOption, UserError
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -37,8 +38,11 @@ class MethodConfig:
         unknown = sorted(set(options) - known)
         if unknown:
             allowed = ", ".join(sorted(known)) or "none"
-            raise TypeError(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
-        return cls(**options)
+            raise UnknownOption(f"method {method!r} has no option {', '.join(unknown)} (options: {allowed})")
+        try:
+            return cls(**options)
+        except ValueError as error:  # a method's own check of its option values
+            raise UserError(f"method {method!r}: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,6 @@ def blocks(model: nn.Module) -> Iterator[nn.Module]:
 
 def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
-
-
-SLOTS = ("pre_attn", "post_attn", "post_mlp")  # residual-stream slots of every block, nn.Identity() when free
 
 
 def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> None:

@@ -13,9 +13,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from ..labels import label_map
 from .archives import ArchiveReadError, iter_members, list_members
-from .plan import Job, LayoutError, Plan, find_file, index_videos, is_inside
+from .plan import Job, LayoutError, Plan, find_file, index_videos, is_inside, pick_labels
 
 DEFAULT_SHORT_SIDE = 320
 SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>[123])\.txt$")
@@ -83,20 +82,25 @@ def _sources(src: Path, out: Path, classes: set[str]) -> tuple[dict, list[dict]]
     return found, failed
 
 
-def plan(src: Path, out: Path, split: int = 1) -> Plan:
-    """Jobs and lists for the HMDB51 download in `src` (outputs will go to `out`)."""
-    classes = label_map("hmdb51")
+def plan(src: Path, out: Path, split: int = 1, labels: str = "community") -> Plan:
+    """Jobs and lists for the HMDB51 download in `src` (outputs will go to `out`).
+
+    `labels`: the community map, `dataset` (the classes of the split files, sorted) or a label file."""
+    texts = _split_texts(src, out)
+    own = sorted({SPLIT_FILE.match(name)["cls"] for name in texts})
+    classes, label_note = pick_labels(labels, "hmdb51", own)
     ids = {c: i for i, c in enumerate(classes)}
     found, failed = _sources(src, out, set(classes))
     broken = {Path(f["path"]).stem for f in failed}
     lists: dict[str, list[tuple[str, int]]] = {}
     jobs: dict[str, Job] = {}
     missing: set[str] = set()
-    for name, text in sorted(_split_texts(src, out).items()):
+    for name, text in sorted(texts.items()):
         m = SPLIT_FILE.match(name)
         cls, k = m["cls"], m["k"]
         if cls not in ids:
-            raise LayoutError(f"{name}: {cls!r} is not an HMDB51 class (annotations/hmdb51.txt)")
+            raise LayoutError(f"{name}: {cls!r} is not a class of the {labels} label map "
+                              "(annotations/hmdb51.txt by default; --labels dataset takes the split files' classes)")
         for video, tag in _parse_split(text, name):
             if tag not in TAGS or cls in broken:
                 continue
@@ -114,4 +118,4 @@ def plan(src: Path, out: Path, split: int = 1) -> Plan:
     lists["val.csv"] = list(lists.get(f"test_split{split}.csv", []))
     lists["test.csv"] = list(lists["val.csv"])
     return Plan("hmdb51", classes, list(jobs.values()), lists, sorted(missing), failed,
-                notes={"split": split, "test_list": f"val.csv = test.csv = test_split{split}"})
+                notes={"split": split, "test_list": f"val.csv = test.csv = test_split{split}", "labels": label_note})

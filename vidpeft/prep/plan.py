@@ -4,6 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
+
+from ..errors import UserError
+from ..labels import label_map, read_label_file
 
 VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".flv")
 
@@ -71,3 +75,31 @@ def find_file(root: Path, names: tuple[str, ...], what: str,
 def pick(paths: list[Path]) -> Path:
     """One of several copies of the same video: the .mp4 if there is one, else the first."""
     return min(paths, key=lambda p: (p.suffix.lower() != ".mp4", str(p)))
+
+
+def pick_labels(choice: str, dataset: str, own: list[str], key: Callable[[str], str] = str) -> tuple[list[str], dict]:
+    """The label map to use: the community one (annotations/), the dataset's own classes (`own`, in
+    label-id order), or a label file (line number = id). Returns it and a note for the report saying
+    which was used and how it differs from the community map (`key` normalises names to compare)."""
+    community = label_map(dataset)
+    if choice == "community":
+        classes = community
+    elif choice == "dataset":
+        classes = own
+    else:
+        path = Path(choice)
+        if not path.is_file():
+            raise LayoutError(f"--labels {choice}: no such label file (give community, dataset or a file "
+                              "with one class name per line)")
+        try:
+            classes = read_label_file(path)
+        except UserError as error:
+            raise LayoutError(str(error)) from None
+    ids = {key(c): i for i, c in enumerate(community)}
+    added = [c for c in classes if key(c) not in ids]
+    note = {"map": choice if choice in ("community", "dataset") else str(Path(choice).resolve()),
+            "classes": len(classes), "same_as_community": classes == community,
+            "not_in_community": added,
+            "community_classes_absent": len(set(ids) - {key(c) for c in classes}),
+            "renumbered": sum(1 for i, c in enumerate(classes) if key(c) in ids and ids[key(c)] != i)}
+    return classes, note

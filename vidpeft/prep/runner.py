@@ -122,7 +122,8 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
     }
     write_atomic(out / REPORT, json.dumps(report, indent=1))
     bar = tqdm(total=len(plan.jobs), initial=report["skipped"], unit="video",
-               desc=f"vidpeft-prep {plan.dataset}", disable=not progress, dynamic_ncols=True)
+               desc=f"vidpeft-prep {plan.dataset}", dynamic_ncols=True,
+               disable=None if progress else True)  # None: no bar in a log file, only on a terminal
     sources = _sources(todo, failures)
     pool = _pool(workers)
     running: dict[Future, Job] = {}

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..labels import label_map
-from .plan import Job, LayoutError, Plan, find_file, index_videos, pick
+from .plan import Job, LayoutError, Plan, find_file, index_videos, pick, pick_labels
 
 DEFAULT_SHORT_SIDE = 0  # keep the original 240 px height
 SPLITS = {"train": "train.csv", "validation": "val.csv"}
@@ -32,19 +31,30 @@ def _label_file(src: Path, out: Path, part: str) -> Path:
     return path
 
 
-def _template_ids(path: Path, classes: list[str]) -> dict[str, int]:
-    ids = {template: int(i) for template, i in _read_json(path).items()}
-    for template, i in ids.items():
-        if not 0 <= i < len(classes) or classes[i] != template:
-            raise LayoutError(f"{path}: {template!r} has id {i}, which does not match the "
-                              f"SSv2 label map (annotations/sthv2.txt); is this SSv2?")
-    return ids
+def _template_ids(path: Path, labels: str) -> tuple[list[str], dict[str, int], dict]:
+    """Class names by id, template -> id, and the report note. labels.json is checked against the
+    community map unless the user chose `--labels dataset` (its own ids) or a label file."""
+    own = {template: int(i) for template, i in _read_json(path).items()}
+    by_id = sorted(own, key=own.get)
+    if labels == "dataset" and sorted(own.values()) != list(range(len(own))):
+        raise LayoutError(f"{path}: its ids are not 0..{len(own) - 1}, so they cannot serve as label ids")
+    classes, note = pick_labels(labels, "ssv2", by_id)
+    ids = {template: i for i, template in enumerate(classes)}
+    if labels == "community":
+        for template, i in own.items():
+            if ids.get(template) != i:
+                raise LayoutError(f"{path}: {template!r} has id {i}, which does not match the SSv2 label "
+                                  "map (annotations/sthv2.txt); is this SSv2? To use this file's own ids, "
+                                  "pass --labels dataset")
+    return classes, ids, note
 
 
-def plan(src: Path, out: Path) -> Plan:
-    """Jobs and lists for the SSv2 download in `src` (outputs will go to `out`)."""
-    classes = label_map("ssv2")
-    ids = _template_ids(_label_file(src, out, "labels"), classes)
+def plan(src: Path, out: Path, labels: str = "community") -> Plan:
+    """Jobs and lists for the SSv2 download in `src` (outputs will go to `out`).
+
+    `labels`: the community map (labels.json must agree with it), `dataset` (labels.json's own ids)
+    or a label file."""
+    classes, ids, label_note = _template_ids(_label_file(src, out, "labels"), labels)
     lowered = {t.lower(): i for t, i in ids.items()}
     videos = index_videos(src, skip=out)
     jobs: dict[str, Job] = {}
@@ -63,7 +73,7 @@ def plan(src: Path, out: Path) -> Plan:
             label = ids.get(template, lowered.get(template.lower()))
             if label is None:
                 raise LayoutError(f"{path}: entry {n} (id {vid}) has template {template!r}, "
-                                  f"which is not in labels.json")
+                                  f"which is not in the {labels} label map")
             if vid not in videos:
                 missing.append(f"{path.name}: {vid}")
                 continue
@@ -72,4 +82,4 @@ def plan(src: Path, out: Path) -> Plan:
             rows.append((out_path, label))
     lists["test.csv"] = list(lists["val.csv"])
     return Plan("ssv2", classes, list(jobs.values()), lists, missing,
-                notes={"test_list": "same as val.csv (SSv2 test labels are not public)"})
+                notes={"test_list": "same as val.csv (SSv2 test labels are not public)", "labels": label_note})

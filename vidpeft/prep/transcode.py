@@ -7,6 +7,7 @@ name always holds a complete, checked video even if the process is killed mid-wr
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import queue
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, TypeVar
 
 import av
+import numpy as np
 from av.video.reformatter import VideoReformatter
 
 T = TypeVar("T")
@@ -107,10 +109,14 @@ def transcode(source: Path | bytes, dst: Path, settings: EncodeSettings) -> Vide
             vin.thread_type = "AUTO"
             vin.codec_context.thread_count = settings.threads
             declared = _declared_frames(inp, vin)
-            width, height = output_size(vin.codec_context.width, vin.codec_context.height,
-                                        settings.short_side)
+            decoded = inp.decode(vin)
+            first = next(decoded, None)
+            turns = round((first.rotation if first is not None else 0) / 90) % 4
+            source = (vin.codec_context.width, vin.codec_context.height)
+            width, height = output_size(*(source[::-1] if turns % 2 else source), settings.short_side)
             fps = _frame_rate(vin)
-            count = _encode(inp, vin, tmp, width, height, fps, settings)
+            frames = itertools.chain([first] if first is not None else [], decoded)
+            count = _encode(upright(frames, turns), tmp, width, height, fps, settings)
         if count == 0:
             raise TranscodeError("no frame could be decoded")
         if declared and count < declared * 0.9 - 1:
@@ -130,14 +136,25 @@ def transcode(source: Path | bytes, dst: Path, settings: EncodeSettings) -> Vide
         tmp.unlink(missing_ok=True)
 
 
-def _encode(inp, vin, tmp: Path, width: int, height: int, fps: Fraction,
+def upright(frames: Iterator[av.VideoFrame], turns: int) -> Iterator[av.VideoFrame]:
+    """Apply a display matrix's rotation (`turns` x 90 degrees counter-clockwise, as players and
+    decord show the video), so a phone's portrait clip stays portrait without its metadata."""
+    if not turns:
+        yield from frames
+        return
+    for frame in frames:
+        yield av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=turns)), format="rgb24")
+
+
+def _encode(frames: Iterator[av.VideoFrame], tmp: Path, width: int, height: int, fps: Fraction,
             settings: EncodeSettings) -> int:
     count = 0
     # One reformatter for the whole video: it keeps its swscale context, whereas
     # frame.reformat() would build a new one for every frame (3x slower overall).
     scaler = VideoReformatter()
     scaled = (scaler.reformat(frame, width, height, format="yuv420p", interpolation="BICUBIC")
-              for frame in inp.decode(vin))
+              for frame in frames)
     with av.open(str(tmp), "w", format="mp4") as out:
         vout = out.add_stream("libx264", rate=fps, options={
             "crf": str(settings.crf), "preset": settings.preset})
