@@ -1,25 +1,40 @@
 """Training data-loading throughput: clips/s of VideoDataset + build_loader per decoder and
-number of loader workers, on generated H.264 videos like the ones vidpeft-prep writes.
+number of loader workers, on generated H.264 videos like the ones vidpeft-prep writes, next to
+the model's training step rate and against mmaction2 1.2's own loader.
 
-    python benchmarks/data_speed.py [--videos 6 --frames 16 --size 224 --recipe videomae]
+    python benchmarks/data_speed.py [--recipe vpetl --frames 8 --videos 24 --workers 0,1,2,all]
 
-Videos: `--videos` textured moving-object clips (vidpeft.synthetic.render), `--seconds` long
-at `--fps`, `--video-size` WxH (default 568x320: a 16:9 video with the 320-px short side of
-prepared Kinetics), encoded with libx264 crf 23 veryfast as vidpeft-prep does. The training
-pipeline is the recipe's (`videomae`: random resized crop + RandAugment + random erasing;
-`vpetl`: multi-scale crop). One warm-up batch, then `--batches` batches are timed.
+Videos: `--videos` textured moving-object clips (vidpeft.synthetic.render), `--seconds` long at
+`--fps`, in two sizes: K400-like 568x320 (16:9 with the 320-px short side of prepared
+Kinetics) and SSv2-like 426x240 (SSv2's own size), encoded with libx264 crf 23 veryfast as
+vidpeft-prep does. The training pipeline is the recipe's (`vpetl`: multi-scale crop;
+`videomae`: random resized crop + RandAugment + random erasing).
 
-Next to them it prints the training step rate of `--backbone` with `--method` (forward,
-backward and AdamW step on random clips of the same shape, bf16 autocast as vidpeft-train
-uses on CPU; `--backbone none` skips it), and each loader rate as a multiple of it: above 1,
-the loader keeps up with the model.
+Every figure is a median over `--rounds` rounds, and the settings compared with each other
+(decoders; vidpeft and mmaction2) alternate within each round, in reversed order every other
+round, so they see the same load; ratios are taken from those medians. Each measurement builds
+a fresh loader, draws one warm-up batch (worker start-up), then times `--batches` batches.
+
+mmaction2 (`--mmaction`, on by default when it is installed): the train_pipeline of
+configs/mmaction/_base_/ssv2_vpetl.py (DecordInit, SampleFrames 8x4, DecordDecode, Resize to
+short side 256, MultiScaleCrop, Resize 224x224, FormatShape, PackActionInputs) on the same
+videos, batch size, workers and sampler, collated by mmengine's pseudo_collate. It delivers
+uint8 clips and normalises them later in the model's data preprocessor (on the GPU); vidpeft
+delivers normalised float32 clips, so the comparison does not favour vidpeft.
+
+Next to them: the training step rate of `--backbone` with `--method` (forward, backward and
+AdamW step on random clips of the pipeline's shape, bf16 autocast as vidpeft-train uses on
+CPU; `--backbone none` skips it), and every loader rate as a multiple of it (above 1 the loader
+keeps up with the model). `--json PATH` also writes everything measured.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import itertools
+import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,16 +42,23 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader, load_recipe
+from vidpeft.data.config import RECIPES_DIR
+from vidpeft.data.dataset import EpochSampler
+from vidpeft.data.decode import available_decoders
 from vidpeft.data.pattern_video import write_video
 from vidpeft.synthetic import MOTIONS, render
 
 PREP_X264 = {"crf": "23", "preset": "veryfast"}  # vidpeft-prep's defaults
+KINDS = {"k400": (568, 320), "ssv2": (426, 240)}  # K400-like (prepared: short side 320), SSv2-like
+MMACTION_CONFIG = RECIPES_DIR / "mmaction" / "_base_" / "ssv2_vpetl.py"
 
 
 def make_videos(folder: Path, count: int, size: tuple[int, int], seconds: float, fps: int) -> list[Sample]:
     rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
     samples = []
     for i in range(count):
         frames = render(MOTIONS[i % len(MOTIONS)], rng, size, int(seconds * fps))
@@ -44,94 +66,237 @@ def make_videos(folder: Path, count: int, size: tuple[int, int], seconds: float,
     return samples
 
 
-def measure_loader(dataset: VideoDataset, workers: int, batches: int, batch_size: int = 8) -> float:
-    """Clips per second delivered by build_loader(dataset, ...) over `batches` batches, after
-    one warm-up batch (worker start-up); epochs repeat as needed."""
-    loader = build_loader(dataset, batch_size, shuffle=True, num_workers=workers, seed=0)
+def clips_in(batch) -> int:
+    """Clips in a batch of build_loader (Batch) or of mmengine's pseudo_collate (dict of lists)."""
+    return len(batch["inputs"]) if isinstance(batch, dict) else len(batch.indices)
+
+
+def measure_loader(loader: DataLoader, batches: int) -> float:
+    """Clips per second `loader` delivers over `batches` batches after one warm-up batch
+    (worker start-up); epochs repeat as needed."""
     stream = itertools.chain.from_iterable(loader for _ in itertools.count())
     next(stream)
     start, clips = time.perf_counter(), 0
     for batch in itertools.islice(stream, batches):
-        clips += len(batch.indices)
+        clips += clips_in(batch)
     elapsed = time.perf_counter() - start
     del stream, loader  # stops the persistent workers
     gc.collect()
     return clips / elapsed
 
 
-def run(args: argparse.Namespace, model_rate: Callable[[DataConfig, int], float] | None = None) -> None:
-    width, height = (int(v) for v in args.video_size.split("x"))
-    base = DataConfig.from_recipe(load_recipe(args.recipe, "k400"), frames=args.frames, input_size=args.size)
+def alternate(makers: dict[str, Callable[[], DataLoader]], rounds: int, batches: int) -> dict[str, float]:
+    """Median clips/s of each loader, measured in turn in every round (order reversed every
+    other round, so that neither always runs first)."""
+    rates: dict[str, list[float]] = {name: [] for name in makers}
+    for i in range(rounds):
+        for name in (list(makers) if i % 2 == 0 else list(makers)[::-1]):
+            rates[name].append(measure_loader(makers[name](), batches))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+class MMActionDataset(Dataset):
+    """mmaction2's train pipeline over vidpeft Samples, keyed like VideoDataset (epoch, index)."""
+
+    def __init__(self, samples: list[Sample], pipeline: list[dict]) -> None:
+        import vidpeft.mmaction  # noqa: F401  (mmaction2 1.2.0's fixes on a current stack)
+        from mmaction.registry import TRANSFORMS
+        from mmengine.dataset import Compose
+
+        self.samples = samples
+        self.pipeline = Compose([TRANSFORMS.build(step) for step in pipeline])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        sample = self.samples[key[1]]
+        return self.pipeline(dict(filename=str(sample.path), label=sample.label, start_index=0, modality="RGB"))
+
+
+def mmaction_pipeline(frames: int, stride: int, size: int) -> list[dict]:
+    """The train_pipeline of the shipped V-PETL mmaction2 config, at this clip shape."""
+    from mmengine.config import Config
+
+    pipeline = Config.fromfile(str(MMACTION_CONFIG)).train_pipeline
+    for step in pipeline:
+        if step["type"] == "SampleFrames":
+            step.update(clip_len=frames, frame_interval=stride)
+        elif step["type"] == "MultiScaleCrop":
+            step["input_size"] = size
+        elif step["type"] == "Resize" and not step.get("keep_ratio", True):
+            step["scale"] = (size, size)
+    return pipeline
+
+
+def mmaction_loader(dataset: MMActionDataset, batch_size: int, workers: int) -> DataLoader:
+    from mmengine.dataset import pseudo_collate
+
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(len(dataset), shuffle=True, seed=0),
+                      num_workers=workers, collate_fn=pseudo_collate, persistent_workers=workers > 0)
+
+
+def have_mmaction() -> bool:
+    try:
+        import mmaction  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def worker_counts(spec: str) -> list[int]:
+    """'0,1,2,all' -> [0, 1, 2, cores] without repeats."""
+    counts = [(os.cpu_count() or 1) if w == "all" else int(w) for w in spec.split(",")]
+    return list(dict.fromkeys(counts))
+
+
+def load_line() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def run(args: argparse.Namespace, model_rate: Callable[[DataConfig, int], float] | None = None) -> dict:
+    base = DataConfig.from_recipe(load_recipe(args.recipe, "k400"), frames=args.frames, stride=args.stride,
+                                  input_size=args.size)
+    decoders = available_decoders() if args.decoders == "all" else args.decoders.split(",")
+    workers = worker_counts(args.workers)
+    compare_mmaction = args.mmaction and have_mmaction() and "decord" in decoders
+    result: dict = {"recipe": args.recipe, "frames": base.frames, "stride": base.stride, "size": base.input_size,
+                    "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds,
+                    "cpus": os.cpu_count(), "load_before": os.getloadavg(), "decoders": {}, "vs_mmaction2": {}}
+    print(f"recipe {args.recipe}: {base.frames} frames, {base.sampling} stride {base.stride}, {base.train_crop} "
+          f"crop to {base.input_size}, randaugment {base.randaugment}, erasing {base.random_erasing}; batch "
+          f"{args.batch_size}, {args.batches} timed batches per measurement, medians of {args.rounds} rounds; "
+          f"decoders {', '.join(decoders)}; {load_line()}", flush=True)
+    model = model_rate(base, args.batch_size) if model_rate else None
+    if model is not None:
+        print(f"model training step: {model:.2f} clips/s ({load_line()})", flush=True)
+        result["model_clips_per_s"] = model
     with tempfile.TemporaryDirectory(prefix="data_speed_") as tmp:
-        start = time.perf_counter()
-        samples = make_videos(Path(tmp), args.videos, (width, height), args.seconds, args.fps)
-        print(f"{args.videos} videos {width}x{height}, {args.seconds:g} s at {args.fps} fps, H.264 "
-              f"(made in {time.perf_counter() - start:.0f} s); recipe {args.recipe}: {base.frames} frames, "
-              f"{base.sampling} stride {base.stride}, {base.train_crop} crop to {base.input_size}, "
-              f"randaugment {base.randaugment}, erasing {base.random_erasing}; batch {args.batch_size}, "
-              f"{args.batches} timed batches")
-        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, "
-              f"main-process torch threads {torch.get_num_threads()}")
-        model = model_rate(base, args.batch_size) if model_rate else None
-        if model is not None:
-            print(f"model training step: {model:.2f} clips/s")
-        print(f"{'decoder':8} {'workers':>7} {'clips/s':>8}" + ("  loader/model" if model else ""))
-        for decoder in args.decoders.split(","):
-            dataset = VideoDataset(samples, "train", base.override(decoder=decoder))
-            for workers in (int(w) for w in args.workers.split(",")):
-                rate = measure_loader(dataset, workers, args.batches, args.batch_size)
-                print(f"{decoder:8} {workers:7d} {rate:8.2f}" + (f"  {rate / model:12.2f}" if model else ""), flush=True)
+        for kind in args.kinds.split(","):
+            width, height = KINDS[kind]
+            start = time.perf_counter()
+            samples = make_videos(Path(tmp) / kind, args.videos, (width, height), args.seconds, args.fps)
+            print(f"\n{kind}-like: {args.videos} videos {width}x{height}, {args.seconds:g} s at {args.fps} fps, "
+                  f"H.264 (made in {time.perf_counter() - start:.0f} s)", flush=True)
+            result["decoders"][kind] = decoder_table(samples, base, decoders, workers, args, model)
+            if compare_mmaction:
+                result["vs_mmaction2"][kind] = versus_mmaction(samples, base, args)
+    result["load_after"] = os.getloadavg()
+    fastest = fastest_decoder(result["decoders"])
+    print(f"\nfastest decoder (median over kinds and worker counts of its rate relative to the others): {fastest}")
+    result["fastest_decoder"] = fastest
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
 
 
-def training_rate(backbone: str, method: str, steps: int, batch: int) -> Callable[[DataConfig, int], float]:
-    """clips/s of full training steps of `backbone` + `method` at the data config's clip shape."""
+def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], workers: list[int],
+                  args: argparse.Namespace, model: float | None) -> dict:
+    """clips/s of every decoder at every worker count, decoders alternating; ratio to the first."""
+    print(f"{'workers':>7} " + " ".join(f"{d:>11}" for d in decoders)
+          + f"  {'ratio to ' + decoders[0]:>24}" + ("  loader/model (per decoder)" if model else ""))
+    table = {}
+    for count in workers:
+        datasets = {d: VideoDataset(samples, "train", base.override(decoder=d)) for d in decoders}
+        makers = {d: (lambda ds=ds, n=count: build_loader(ds, args.batch_size, shuffle=True, num_workers=n, seed=0))
+                  for d, ds in datasets.items()}
+        rates = alternate(makers, args.rounds, args.batches)
+        table[count] = rates
+        ratios = " ".join(f"{rates[d] / rates[decoders[0]]:.2f}x" for d in decoders[1:])
+        line = f"{count:7d} " + " ".join(f"{rates[d]:11.2f}" for d in decoders) + f"  {ratios:>24}"
+        if model:
+            line += "  " + " ".join(f"{rates[d] / model:.2f}" for d in decoders)
+        print(line + f"  ({load_line()})", flush=True)
+    return table
+
+
+def versus_mmaction(samples: list[Sample], base: DataConfig, args: argparse.Namespace) -> dict:
+    """vidpeft's training pipeline (decord) against mmaction2's on the same videos, alternating."""
+    ours = VideoDataset(samples, "train", base.override(decoder="decord"))
+    theirs = MMActionDataset(samples, mmaction_pipeline(base.frames, base.stride, base.input_size))
+    out = {}
+    for count in sorted({0, 2} | {c for c in worker_counts(args.workers) if c > 2}):
+        rates = alternate({
+            "vidpeft": lambda n=count: build_loader(ours, args.batch_size, shuffle=True, num_workers=n, seed=0),
+            "mmaction2": lambda n=count: mmaction_loader(theirs, args.batch_size, n),
+        }, args.rounds, args.batches)
+        out[count] = {**rates, "ratio": rates["vidpeft"] / rates["mmaction2"]}
+        print(f"vidpeft vpetl pipeline / mmaction2 1.2 ({count} workers): {out[count]['ratio']:.2f}x "
+              f"({rates['vidpeft']:.2f} vs {rates['mmaction2']:.2f} clips/s; {load_line()})", flush=True)
+    return out
+
+
+def fastest_decoder(tables: dict) -> str:
+    scores = {}
+    for table in tables.values():
+        for rates in table.values():
+            best = max(rates.values())
+            for decoder, rate in rates.items():
+                scores.setdefault(decoder, []).append(rate / best)
+    return max(scores, key=lambda d: statistics.median(scores[d]))
+
+
+def training_rate(backbone: str, method: str, steps: int, batch: int,
+                  device: str | None = None) -> Callable[[DataConfig, int], float]:
+    """clips/s of full training steps of `backbone` + `method` at the data config's clip shape
+    (bf16 autocast, as vidpeft-train), on `device` (default: cuda if available)."""
 
     def rate(cfg: DataConfig, _: int) -> float:
         import torch.nn.functional as F
 
         from vidpeft import build_model
 
-        model = build_model(backbone, method, num_classes=400).train()
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        model = build_model(backbone, method, num_classes=400).to(dev).train()
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        clips = torch.randn(batch, 3, cfg.frames, cfg.input_size, cfg.input_size)
-        labels = torch.zeros(batch, dtype=torch.long)
+        clips = torch.randn(batch, 3, cfg.frames, cfg.input_size, cfg.input_size, device=dev)
+        labels = torch.zeros(batch, dtype=torch.long, device=dev)
         timings = []
         for _ in range(steps + 1):  # the first step warms up
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
                 loss = F.cross_entropy(model(clips), labels)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            sync()
             timings.append(time.perf_counter() - start)
-        print(f"model: {backbone} + {method}, batch {batch}, median of {steps} steps "
-              f"{float(np.median(timings[1:])):.2f} s/step")
+        print(f"model: {backbone} + {method}, batch {batch} x {cfg.frames} x {cfg.input_size}^2 on {dev}, median "
+              f"of {steps} steps {float(np.median(timings[1:])):.2f} s/step")
         return batch / float(np.median(timings[1:]))
 
     return rate
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--videos", type=int, default=6)
-    parser.add_argument("--frames", type=int, default=16, help="frames per clip")
+    parser.add_argument("--videos", type=int, default=24, help="videos per kind")
+    parser.add_argument("--kinds", default="k400,ssv2", help="k400 (568x320), ssv2 (426x240), comma-separated")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip")
+    parser.add_argument("--stride", type=int, default=4, help="frame stride (dense sampling)")
     parser.add_argument("--size", type=int, default=224, help="crop size (input_size)")
-    parser.add_argument("--recipe", default="videomae", help="training pipeline: videomae or vpetl")
-    parser.add_argument("--video-size", default="568x320", help="WxH of the generated videos")
+    parser.add_argument("--recipe", default="vpetl", help="training pipeline: vpetl or videomae")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--batches", type=int, default=4, help="timed batches per setting")
-    parser.add_argument("--workers", default="0,1,2", help="comma-separated loader worker counts")
-    parser.add_argument("--decoders", default="decord,pyav")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are their medians")
+    parser.add_argument("--workers", default="0,1,2,all", help="loader worker counts, comma-separated ('all' = cores)")
+    parser.add_argument("--decoders", default="all", help="comma-separated, or 'all' installed")
+    parser.add_argument("--no-mmaction", dest="mmaction", action="store_false",
+                        help="skip the comparison with mmaction2's loader")
     parser.add_argument("--backbone", default="videomae-b", help="model whose step rate is shown ('none': skip)")
     parser.add_argument("--method", default="adaptformer", help="PEFT method of that model")
     parser.add_argument("--model-batch", type=int, default=1, help="clips per timed model step")
     parser.add_argument("--model-steps", type=int, default=2, help="timed model steps (after one warm-up)")
+    parser.add_argument("--device", help="device of the model step: cpu or cuda (default: cuda if available)")
+    parser.add_argument("--json", help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     model = None if args.backbone == "none" else training_rate(args.backbone, args.method, args.model_steps,
-                                                               args.model_batch)
-    run(args, model_rate=model)
+                                                               args.model_batch, args.device)
+    return run(args, model_rate=model)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vidpeft.data import DataConfig, VideoDataset, VideoReadError, build_loader, read_annotations
+from vidpeft.data.decode import DecoderUnavailable, available_decoders
 from vidpeft.data.pattern_video import counter_frames, frame_number, red_level, write_video
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -45,11 +46,12 @@ def as_frames(video: torch.Tensor) -> torch.Tensor:
 def test_views_follow_documented_order(data_root, sampling, expected):
     samples = read_annotations(data_root / "train.csv")
     views = {}
-    for decoder in ("decord", "pyav"):
+    for decoder in available_decoders():
         dataset = VideoDataset(samples, "test", config(sampling=sampling, decoder=decoder))
         views[decoder], label, index = dataset[2]
         assert (label, index) == (2, 2)
-    assert torch.equal(views["decord"], views["pyav"])
+    for decoder in views:
+        assert torch.equal(views[decoder], views["pyav"]), decoder
     assert views["pyav"].shape == (6, 3, 4, SIZE, SIZE) and views["pyav"].dtype == torch.float32
     for clip in range(2):
         frames = [as_frames(views["pyav"][clip * 3 + crop]) for crop in range(3)]  # view k*C + c
@@ -105,3 +107,12 @@ def test_loader_is_reproducible_and_reports_unreadable(data_root):
     assert same(epochs(resumed, 1), reference[1:])
     other = VideoDataset(dataset.samples, "train", config(), seed=2)
     assert not same(epochs(build_loader(other, batch_size=2, shuffle=True, seed=5), 1), reference[:1])
+
+
+def test_a_missing_decoder_is_one_error_when_the_dataset_is_built(data_root, monkeypatch):
+    import sys
+
+    for name in ("torchcodec", "torchcodec.decoders", "torchcodec._core"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if torchcodec were not installed
+    with pytest.raises(DecoderUnavailable, match="^decoder 'torchcodec' is not available: torchcodec is not installed"):
+        VideoDataset(read_annotations(data_root / "train.csv"), "train", config(decoder="torchcodec"))

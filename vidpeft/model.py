@@ -167,3 +167,12 @@ def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | N
 def load_adapter_weights(model: nn.Module, directory: Path) -> None:
     """Copy the adapter.safetensors of `directory` into `model`."""
     load_adapter_state(model, load_file(str(directory / ADAPTER_WEIGHTS)), str(directory))
+
+
+def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
+    """torch.compile the whole model's forward, frozen parts included, in place
+    (nn.Module.compile): parameter names, state_dict, adapters and checkpoints are unchanged,
+    and DDP wraps it as usual. The first steps (and each new input shape or train/eval
+    switch) pay the compilation."""
+    model.compile(backend=backend)
+    return model

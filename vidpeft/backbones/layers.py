@@ -120,7 +120,7 @@ def qkv_with_qv_bias(qkv: nn.Module, q_bias: torch.Tensor | None, v_bias: torch.
     bias = torch.cat((q_bias, torch.zeros_like(q_bias), v_bias))
     if type(qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
         return F.linear(x, qkv.weight, bias)
-    return qkv(x) + bias
+    return qkv(x).add_(bias)  # in place: a wrapper's output is not needed by its backward (autograd checks)
 
 
 def stochastic_depth_rates(rate: float, depth: int) -> list[float]:

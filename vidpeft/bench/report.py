@@ -67,7 +67,7 @@ def markdown(run: dict) -> str:
         "",
         "input " + "; ".join(f"{b} {shape}" for b, shape in run["input"].items()) + f", {run['device']}, {run['threads']} threads, torch {run['torch']}, "
         f"load average {run['load_before'][0]:.2f} before / {run['load_after'][0]:.2f} after "
-        f"({run['cpus']} CPUs); times are medians of {run['repeats']} after {1 + run['warmup']} warm-up; "
+        f"({run['cpus']} CPUs); {run.get('amp') or 'fp32'}; times are medians of {run['repeats']} after {1 + run['warmup']} warm-up; "
         f"peak = {run['memory']}; ×full = ratio to full fine-tuning in this run",
         "",
         *markdown_table(["backbone", "method", "trainable", "adapter", "built MB", "peak MB", "training adds MB",

@@ -50,7 +50,7 @@ def run(cases: list[Case], command: str, timeout: float | None = None) -> dict:
         "command": command, "input": {c.backbone: input_shape(c) for c in cases},
         "device": first.device, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__, "warmup": first.warmup, "repeats": first.repeats,
-        "grad_checkpointing": first.grad_checkpointing,
+        "grad_checkpointing": first.grad_checkpointing, "amp": first.amp,
         "memory": "CUDA max allocated" if first.device.startswith("cuda") else "process max RSS",
         "load_before": load_before, "load_after": load_average(),
         "results": results, "comparisons": report.comparisons(results),

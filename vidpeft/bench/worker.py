@@ -8,6 +8,7 @@ checkpoint's size, and for LoRA the merged model's inference time against the pl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -41,6 +42,7 @@ class Case:
     warmup: int = 0  # untimed training steps after the first one (which always runs untimed)
     repeats: int = 3
     device: str = "cpu"
+    amp: str | None = None  # "bf16" or "fp16": autocast around forward and loss (None: fp32)
 
 
 @dataclass
@@ -153,9 +155,14 @@ def measure(case: Case) -> dict:
     rss_built = current_rss_mb()
     cuda_built = torch.cuda.memory_allocated() / 2**20 if cuda else None
 
+    amp = (torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[case.amp])
+           if case.amp else contextlib.nullcontext())
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(built.forward(x), y).backward()
+        with amp:
+            loss = F.cross_entropy(built.forward(x), y)
+        loss.backward()
         optimizer.step()
         sync()
 
@@ -172,7 +179,7 @@ def measure(case: Case) -> dict:
     model.eval()
 
     def infer() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), amp:
             built.forward(x)
         sync()
 

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=0,
                         help="untimed training steps besides the first, which is never timed (default 0)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="per-block activation checkpointing")
+    parser.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype of forward and loss (default: fp32)")
     parser.add_argument("--no-peft", action="store_true", help="skip the transformers+peft comparison")
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--timeout", type=float, help="seconds allowed per case (default: none)")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = runner.cases_for(
         backbones, methods, not args.no_peft, frames, size=args.input_size or preset["size"],
         batch=args.batch_size, grad_checkpointing=args.grad_checkpointing, warmup=args.warmup,
-        repeats=args.repeats or preset["repeats"], device=device,
+        repeats=args.repeats or preset["repeats"], device=device, amp=args.amp,
         options={m: method_options(args, m) for m in methods})
     command = shlex.join(["vidpeft-bench", *(sys.argv[1:] if argv is None else argv)])
     result = runner.run(cases, command, args.timeout)

@@ -19,8 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topk", type=int, default=5, help="how many labels per video (default 5)")
     parser.add_argument("--clips", type=int, help="temporal clips (default: the recipe's test setting)")
     parser.add_argument("--crops", type=int, help="spatial crops (default: the recipe's test setting)")
-    parser.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder")
+    parser.add_argument("--decoder", help="video decoder: decord, pyav or torchcodec (default: as trained)")
     parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long lists)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     args = parser.parse_args(argv)
     absent = [v for v in args.videos if not Path(v).is_file()]
@@ -55,7 +56,7 @@ def predict(args: argparse.Namespace) -> list[dict]:
     from ..engine.train import autocast
 
     model, cfg, data_cfg = load_run(args.work_dir, args.pretrained, {
-        "test.clips": args.clips, "test.crops": args.crops, "data.decoder": args.decoder})
+        "test.clips": args.clips, "test.crops": args.crops, "data.decoder": args.decoder}, compile=args.compile)
     names = model.vidpeft_spec.labels or [str(i) for i in range(model.vidpeft_spec.num_classes)]
     dataset = VideoDataset([Sample(Path(v), 0) for v in args.videos], "test", data_cfg, seed=0, strict=True)
     device = torch.device("cpu")

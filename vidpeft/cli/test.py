@@ -30,10 +30,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write FILE (JSON): per video, the frame indices of every clip and the crop box "
                         "of every view, so the protocol can be checked")
     parser.add_argument("--frames", type=int, help="frames per clip (default: as trained)")
-    parser.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder")
+    parser.add_argument("--decoder", help="video decoder: decord, pyav or torchcodec (default: as trained)")
     parser.add_argument("--num-workers", type=int, help="data loader workers")
     parser.add_argument("--batch-views", type=int, default=8, help="views per forward pass (memory)")
     parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long lists)")
     parser.add_argument("--out", help="where to write the result (default: WORK_DIR/eval_LIST_CLIPSxCROPS.json, "
                         "e.g. eval_test_4x3.json; the run's own eval.json is never overwritten)")
     args = parser.parse_args(argv)
@@ -61,7 +62,7 @@ def score(args: argparse.Namespace) -> dict:
     work_dir = Path(args.work_dir)
     model, cfg, data_cfg = load_run(work_dir, args.pretrained, {
         "test.clips": args.clips, "test.crops": args.crops, "test.temporal": args.temporal, "data.frames": args.frames,
-        "data.decoder": args.decoder, "data.num_workers": args.num_workers})
+        "data.decoder": args.decoder, "data.num_workers": args.num_workers}, compile=args.compile)
     data_root = Path(args.data or cfg["data_root"])
     list_file = Path(args.list) if args.list else data_root / cfg["lists"]["test"]
     dataset = VideoDataset(read_annotations(list_file, data_root), "test", data_cfg, seed=0)

@@ -32,7 +32,7 @@ OVERRIDES = {
     "stride": ("data.stride", int, "frame stride of dense sampling"),
     "sampling": ("data.sampling", str, "dense or segment"),
     "input_size": ("data.input_size", int, "crop size in pixels"),
-    "decoder": ("data.decoder", str, "decord or pyav"),
+    "decoder": ("data.decoder", str, "decord, pyav or torchcodec (optional extra)"),
     "num_workers": ("data.num_workers", int, "data loader worker processes"),
     "clips": ("test.clips", int, "temporal clips per test video"),
     "crops": ("test.crops", int, "spatial crops per test clip (1 = centre, 3 = left/centre/right)"),
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="allow choosing the best epoch on a validation list that shares videos with the test "
                         "list (refused by default; for reproducing protocols that did so); eval.json says it")
     parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (frozen parts too); the first steps pay the compilation")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable training video")
     parser.add_argument("--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -117,6 +119,7 @@ def resolved_config(args: argparse.Namespace) -> dict:
     overrides = {key: getattr(args, flag) for flag, (key, _, _) in OVERRIDES.items()}
     overrides["train.grad_checkpointing"] = True if args.grad_checkpointing else None
     overrides["train.strict"] = True if args.strict else None
+    overrides["train.compile"] = True if args.compile else None
     cfg = resolve(load_recipe(args.recipe, dataset, backbone=args.backbone), overrides, args.set)
     train = TrainConfig.from_recipe(cfg)  # unknown keys and bad values fail here, before any work
     cfg["model"] = {

@@ -43,7 +43,7 @@ class DataConfig:
     repeated_aug: int = 1  # training: augmented clips per decoded video (VideoMAE --num_sample)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    decoder: str = "decord"  # decord | pyav
+    decoder: str = "decord"  # decord | pyav | torchcodec
     num_workers: int = 2
     test_clips: int = 4
     test_crops: int = 3

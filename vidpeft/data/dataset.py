@@ -23,6 +23,7 @@ import itertools
 import logging
 from functools import partial
 import signal
+from contextlib import contextmanager
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
-from vidpeft.data.decode import VideoReadError, open_video
+from vidpeft.data.decode import VideoReadError, check_decoder, open_video
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
 
@@ -58,6 +59,7 @@ class VideoDataset(Dataset):
         self.cfg = cfg or DataConfig()
         self.seed = seed
         self.strict = strict
+        check_decoder(self.cfg.decoder)  # a missing decoder is one error here, not one per video
         self.transform = TrainTransform(self.cfg) if mode == "train" else MultiViewTransform(self.cfg)
 
     def __len__(self) -> int:
@@ -67,27 +69,31 @@ class VideoDataset(Dataset):
         """`key` is an index, or `(epoch, index)` as the loader's EpochSampler yields."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         sample = self.samples[index]
+        item_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
         try:
-            reader = open_video(sample.path, self.cfg.decoder)
-            if self.mode == "train":
-                item_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(item_seed)
-                    indices = self._train_indices(reader.num_frames, np.random.default_rng(item_seed))
-                    frames = reader.read(indices)
-                    if self.cfg.repeated_aug > 1:
-                        inputs = torch.stack([self.transform(frames) for _ in range(self.cfg.repeated_aug)])
-                    else:
-                        inputs = self.transform(frames)
-            else:
-                indices = self._test_indices(reader.num_frames)
-                inputs = self.transform(reader.read(indices.reshape(-1)), clips=len(indices))
+            frames, clips = self._decode(sample.path, item_seed)
         except VideoReadError as error:
             if self.strict:
                 raise
             log.warning("%s (%s item %d left out)", error, self.mode, index)
             return None, sample.label, index
-        return inputs, sample.label, index
+        with one_thread():
+            if self.mode != "train":
+                return self.transform(frames, clips=clips), sample.label, index
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(item_seed)
+                if self.cfg.repeated_aug > 1:  # R augmentations of one decoded clip
+                    return torch.stack([self.transform(frames) for _ in range(self.cfg.repeated_aug)]), sample.label, index
+                return self.transform(frames), sample.label, index
+
+    def _decode(self, path, item_seed: int) -> tuple[torch.Tensor, int]:
+        """The frames of an item and its number of clips. The reader is released on return,
+        before the transform runs: a live decord reader keeps a thread busy (about a core)."""
+        reader = open_video(path, self.cfg.decoder)
+        if self.mode == "train":
+            return reader.read(self._train_indices(reader.num_frames, np.random.default_rng(item_seed))), 1
+        indices = self._test_indices(reader.num_frames)
+        return reader.read(indices.reshape(-1)), len(indices)
 
     def view_plan(self, index: int) -> dict:
         """What the views of val/test item `index` are made of: the frame indices of each clip
@@ -120,6 +126,21 @@ class VideoDataset(Dataset):
         if cfg.sampling == "dense":
             return dense(num_frames, cfg.frames, cfg.stride, cfg.test_clips)
         return segment(num_frames, cfg.frames, cfg.test_clips)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread inside (as loader workers do anyway). On one clip's tensors
+    intra-op threads cost more than they save: with 2 threads the vpetl train transform took
+    6x the CPU time on a loaded 2-core machine, competing with the model in a 0-worker run."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: bool = False) -> Batch:

@@ -1,9 +1,11 @@
-"""One interface over two decoders: decord (default, fast random access) and PyAV.
+"""One interface over three decoders: decord (default, fast random access), PyAV and
+TorchCodec (PyTorch's decoder; an optional extra that needs FFmpeg's shared libraries).
 
 `open_video(path, decoder)` returns a reader with `num_frames`, `fps` and
 `read(indices) -> uint8 tensor (T, H, W, 3)`; frames are numbered in presentation order
-from 0, the same way by both decoders. Anything that goes wrong while opening or reading
-raises `VideoReadError`, whose message is one line naming the file and what to do.
+from 0, the same way by every decoder. Anything that goes wrong while opening or reading
+raises `VideoReadError`, whose message is one line naming the file and what to do; a
+decoder that is not installed raises `DecoderUnavailable` (one line saying how to get it).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import torch
 
 from vidpeft.errors import UserError
 
-DECODERS = ("decord", "pyav")
+DECODERS = ("decord", "pyav", "torchcodec")
 
 
 class VideoReadError(Exception):
@@ -26,6 +28,14 @@ class VideoReadError(Exception):
             f"cannot read video {self.path}: {self.reason}; "
             "re-encode it (vidpeft-prep) or remove it from the list"
         )
+
+
+class DecoderUnavailable(UserError):
+    """The chosen decoder cannot be used on this machine (not installed, or its libraries missing)."""
+
+    def __init__(self, decoder: str, reason: str) -> None:
+        super().__init__(f"decoder {decoder!r} is not available: {reason}; or choose another with "
+                         f"--decoder ({', '.join(d for d in DECODERS if d != decoder)})")
 
 
 class VideoReader(Protocol):
@@ -39,6 +49,11 @@ class VideoReader(Protocol):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _require_frames(path: Path, num_frames: int) -> None:
+    if num_frames <= 0:
+        raise VideoReadError(path, "it has no video frames")
 
 
 def _check_indices(path: Path, indices: np.ndarray, num_frames: int) -> np.ndarray:
@@ -63,8 +78,7 @@ class DecordReader:
             # decord finds no video stream when it lacks the codec (AV1, for one)
             hint = "; its codec may be one decord lacks (AV1): use decoder 'pyav'" if "video stream" in str(error) else ""
             raise VideoReadError(path, f"decord cannot open it ({_first_line(error)}){hint}") from None
-        if self.num_frames <= 0:
-            raise VideoReadError(path, "it has no video frames")
+        _require_frames(path, self.num_frames)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         indices = _check_indices(self.path, indices, self.num_frames)
@@ -76,8 +90,12 @@ class DecordReader:
 
 
 class PyAVReader:
-    """Decodes from the start up to the last frame needed (clips are short), keeping only the
-    frames asked for; the container is reopened per read so a reader holds no open file."""
+    """Indexes the packets' presentation timestamps at open (a demux, no decoding): frame i is
+    the i-th timestamp in order. read() seeks to the last keyframe before the first frame
+    wanted and decodes from there, skipping the non-reference frames before it (no other
+    frame depends on them: FFmpeg's skip_frame NONREF), converting only the frames asked for.
+    Files without usable timestamps are decoded from the start, counting frames. The
+    container is reopened per read, so a reader holds no open file."""
 
     def __init__(self, path: Path) -> None:
         import av
@@ -89,45 +107,158 @@ class PyAVReader:
                     raise VideoReadError(path, "it has no video stream")
                 stream = container.streams.video[0]
                 self.fps = float(stream.average_rate or stream.base_rate or 0)
-                # Some containers (webm) do not store the frame count: count packets instead.
-                self.num_frames = stream.frames or sum(
-                    1 for packet in container.demux(stream) if packet.size > 0
-                )
+                packets = [(p.pts, p.dts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
         except VideoReadError:
             raise
         except Exception as error:  # av.error.FFmpegError and OSError subclasses
             raise VideoReadError(path, f"PyAV cannot open it ({_first_line(error)})") from None
-        if self.num_frames <= 0:
-            raise VideoReadError(path, "it has no video frames")
+        self.num_frames = len(packets)
+        _require_frames(path, self.num_frames)
+        self._pts = self._keyframes = None
+        if all(pts is not None and dts is not None for pts, dts, _ in packets):
+            pts = np.array(sorted(p[0] for p in packets), dtype=np.int64)
+            if len(np.unique(pts)) == len(pts):
+                self._pts = pts
+                self._keyframes = sorted((p, d) for p, d, key in packets if key)  # (pts, dts)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
-        import av
-
         indices = _check_indices(self.path, indices, self.num_frames)
         wanted, inverse = np.unique(indices, return_inverse=True)
-        decoded: list[np.ndarray] = []
-        last = int(wanted[-1])
         try:
-            with av.open(str(self.path)) as container:
-                for number, frame in enumerate(container.decode(video=0)):
-                    if number == wanted[len(decoded)]:
-                        decoded.append(frame.to_ndarray(format="rgb24"))
-                        if number == last:
-                            break
+            frames = self._read_seeking(wanted) if self._pts is not None else None
+            if frames is None:
+                frames = self._read_from_start(wanted)
+        except VideoReadError:
+            raise
         except Exception as error:
             raise VideoReadError(self.path, f"PyAV failed while decoding ({_first_line(error)})") from None
+        return torch.from_numpy(np.stack(frames)[inverse])
+
+    def _read_seeking(self, wanted: np.ndarray) -> list[np.ndarray] | None:
+        """The wanted frames, or None if the seek landed after the first of them."""
+        import av
+
+        targets = {int(self._pts[i]): n for n, i in enumerate(wanted)}
+        first = int(self._pts[wanted[0]])
+        keyframe_dts = max((d for p, d in self._keyframes if p <= first), default=None)
+        decoded: list[np.ndarray | None] = [None] * len(wanted)
+        found = 0
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            context.thread_count = 1
+            if keyframe_dts is not None:  # a demuxer seeks to a keyframe at or before this time
+                container.seek(keyframe_dts, backward=True, any_frame=False, stream=stream)
+            started = False
+            for packet in container.demux(stream):
+                context.skip_frame = "NONREF" if packet.pts is not None and packet.pts < first else "DEFAULT"
+                for frame in context.decode(packet):
+                    if not started and (frame.pts is None or frame.pts > first):
+                        return None  # landed past the first frame wanted (or no timestamps)
+                    started = True
+                    n = targets.get(frame.pts)
+                    if n is not None and decoded[n] is None:
+                        decoded[n] = frame.to_ndarray(format="rgb24")
+                        found += 1
+                if found == len(wanted):
+                    return decoded
+        missing = int(wanted[decoded.index(None)])
+        raise VideoReadError(self.path, f"the stream ends before frame {missing} although it has "
+                             f"{self.num_frames} packets (truncated or corrupt file?)")
+
+    def _read_from_start(self, wanted: np.ndarray) -> list[np.ndarray]:
+        import av
+
+        decoded: list[np.ndarray] = []
+        last = int(wanted[-1])
+        with av.open(str(self.path)) as container:
+            for number, frame in enumerate(container.decode(video=0)):
+                if number == wanted[len(decoded)]:
+                    decoded.append(frame.to_ndarray(format="rgb24"))
+                    if number == last:
+                        break
         if len(decoded) < len(wanted):
             raise VideoReadError(
                 self.path, f"the stream ends before frame {int(wanted[len(decoded)])} although it claims {self.num_frames} frames (truncated file?)"
             )
-        return torch.from_numpy(np.stack(decoded)[inverse])
+        return decoded
+
+
+class TorchCodecReader:
+    """torchcodec's VideoDecoder in exact seek mode (it scans the file once, so frame numbers
+    are presentation order, as for the other decoders)."""
+
+    def __init__(self, path: Path) -> None:
+        video_decoder = torchcodec_decoder()
+        self.path = path
+        try:
+            self._decoder = video_decoder(str(path), dimension_order="NHWC", seek_mode="exact",
+                                          num_ffmpeg_threads=1)
+            metadata = self._decoder.metadata
+            self.num_frames = int(metadata.num_frames or 0)
+            self.fps = float(metadata.average_fps or 0)
+        except Exception as error:  # torchcodec raises ValueError / RuntimeError from FFmpeg
+            raise VideoReadError(path, f"torchcodec cannot open it ({_first_line(error)})") from None
+        _require_frames(path, self.num_frames)
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        indices = _check_indices(self.path, indices, self.num_frames)
+        try:
+            return self._decoder.get_frames_at(indices.tolist()).data
+        except Exception as error:
+            raise VideoReadError(self.path, f"torchcodec failed while decoding ({_first_line(error)})") from None
+
+
+def torchcodec_decoder():
+    """torchcodec's VideoDecoder class, or DecoderUnavailable saying what is missing."""
+    try:
+        from torchcodec._core import ops
+        from torchcodec.decoders import VideoDecoder
+    except ImportError as error:
+        raise DecoderUnavailable("torchcodec", f"torchcodec is not installed ({_first_line(error)}); "
+                                 "pip install 'vidpeft[torchcodec]'") from None
+    try:  # import succeeds without FFmpeg; loading the FFmpeg-dependent core says whether it is there
+        ops.load_core_libraries()
+    except Exception:  # noqa: BLE001 - torchcodec's RuntimeError holds a many-line traceback
+        raise DecoderUnavailable("torchcodec", "torchcodec cannot load FFmpeg's shared libraries "
+                                 "(versions 4 to 9); install them, e.g. apt-get install ffmpeg, "
+                                 "conda install ffmpeg or brew install ffmpeg") from None
+    return VideoDecoder
+
+
+def check_decoder(decoder: str) -> None:
+    """Raise UserError for an unknown decoder name, DecoderUnavailable for a missing one."""
+    if decoder not in DECODERS:
+        raise UserError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+    if decoder == "torchcodec":
+        torchcodec_decoder()
+    elif decoder == "decord":
+        try:
+            import decord  # noqa: F401
+        except ImportError:
+            raise DecoderUnavailable("decord", "decord is not installed (it has wheels for x86-64 Linux "
+                                     "and Windows only); pip install decord") from None
+
+
+def available_decoders() -> list[str]:
+    """The decoders that work on this machine, in DECODERS order."""
+    found = []
+    for decoder in DECODERS:
+        try:
+            check_decoder(decoder)
+        except DecoderUnavailable:
+            continue
+        found.append(decoder)
+    return found
+
+
+READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
 
 
 def open_video(path: str | Path, decoder: str = "decord") -> VideoReader:
-    """Open `path` with `decoder` ('decord' or 'pyav'); raises VideoReadError if it cannot."""
+    """Open `path` with `decoder` (one of DECODERS); raises VideoReadError if it cannot."""
     path = Path(path)
-    if decoder not in DECODERS:
-        raise UserError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+    check_decoder(decoder)
     if not path.is_file():
         raise VideoReadError(path, "no such file")
-    return DecordReader(path) if decoder == "decord" else PyAVReader(path)
+    return READERS[decoder](path)

@@ -177,12 +177,16 @@ class MultiScaleCrop(nn.Module):
 FIXED_CROPS = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (2, 0), (2, 4), (4, 2), (0, 2), (1, 1), (1, 3), (3, 1), (3, 3))
 
 
-def normalize(video: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float32 (..., 3, H, W) with (x / 255 - mean) / std."""
-    shape = (3, 1, 1)
+def normalize(video: torch.Tensor, mean: Sequence[float], std: Sequence[float], channel_dim: int = -3) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> contiguous float32 (..., 3, H, W) with (x / 255 - mean) / std;
+    `channel_dim` says where the channels are (e.g. 0 for (3, T, H, W)). Converting a
+    transposed view straight into a contiguous tensor costs one copy: far cheaper than
+    normalising and then making the transpose contiguous."""
+    shape = [1] * (video.ndim - channel_dim % video.ndim)
+    shape[0] = 3
     mean_t = torch.tensor(mean, dtype=torch.float32).view(shape)
     std_t = torch.tensor(std, dtype=torch.float32).view(shape)
-    return video.float().div_(255).sub_(mean_t).div_(std_t)
+    return video.to(torch.float32, memory_format=torch.contiguous_format).div_(255).sub_(mean_t).div_(std_t)
 
 
 def _as_video(frames: torch.Tensor) -> tv_tensors.Video:
@@ -210,10 +214,11 @@ class TrainTransform:
         """(T, H, W, 3) uint8 -> (3, T, S, S) float32."""
         if self.randaugment is not None:
             frames = self.randaugment(frames)
-        video = normalize(self.augment(_as_video(frames)).as_subclass(torch.Tensor), self.mean, self.std)
-        if self.erase is not None:
-            video = self.erase(video)
-        return video.permute(1, 0, 2, 3).contiguous()
+        video = self.augment(_as_video(frames)).as_subclass(torch.Tensor)
+        if self.erase is None:
+            return normalize(video.transpose(0, 1), self.mean, self.std, channel_dim=0)
+        video = self.erase(normalize(video, self.mean, self.std))
+        return video.transpose(0, 1).contiguous()
 
 
 class MultiViewTransform:
@@ -231,6 +236,5 @@ class MultiViewTransform:
         views = torch.stack(
             [video[..., top:top + self.size, left:left + self.size] for top, left in spatial_crops(height, width, self.size, self.crops)]
         )  # (C, K·T, 3, S, S)
-        views = views.unflatten(1, (clips, -1)).transpose(0, 1)  # (K, C, T, 3, S, S)
-        views = normalize(views, self.mean, self.std).transpose(-4, -3)  # (K, C, 3, T, S, S)
-        return views.flatten(0, 1).contiguous()
+        views = views.unflatten(1, (clips, -1)).transpose(0, 1).transpose(-4, -3)  # (K, C, 3, T, S, S)
+        return normalize(views, self.mean, self.std, channel_dim=-4).flatten(0, 1)

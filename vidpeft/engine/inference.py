@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..data import DataConfig
 from ..errors import MissingFile
-from ..model import adapter_dir, load_adapter
+from ..model import adapter_dir, compile_model, load_adapter
 from .config import read_yaml
 
 
@@ -27,8 +27,10 @@ def run_dir(work_dir: Path) -> Path:
                       "of a vidpeft-train run or its best/")
 
 
-def load_run(work_dir: str | Path, pretrained: str | None = None, data_overrides: dict | None = None):
-    """(model in eval mode, resolved config, DataConfig) of the run in `work_dir`."""
+def load_run(work_dir: str | Path, pretrained: str | None = None, data_overrides: dict | None = None,
+             compile: bool = False):
+    """(model in eval mode, resolved config, DataConfig) of the run in `work_dir`; `compile`:
+    torch.compile the model (with the run's train.compile_backend, inductor by default)."""
     work_dir = Path(work_dir)
     cfg = read_yaml(run_dir(work_dir) / "config.yaml")
     for key, value in (data_overrides or {}).items():
@@ -36,4 +38,6 @@ def load_run(work_dir: str | Path, pretrained: str | None = None, data_overrides
             section, name = key.split(".")
             cfg.setdefault(section, {})[name] = value
     model = load_adapter(checkpoint_dir(work_dir), pretrained=pretrained).eval()
+    if compile:
+        compile_model(model, str((cfg.get("train") or {}).get("compile_backend") or "inductor"))
     return model, cfg, DataConfig.from_recipe(cfg)

@@ -23,7 +23,7 @@ from ..data import DataConfig, VideoDataset, VideoMixup, build_loader, read_anno
 from ..errors import UserError
 from ..fileio import write_atomic
 from ..labels import read_label_file
-from ..model import build_model, load_adapter_weights, load_pretrained, save_adapter
+from ..model import build_model, compile_model, load_adapter_weights, load_pretrained, save_adapter
 from . import distributed as dist
 from .checkpoint import load_last, save_last
 from .config import TrainConfig, write_yaml
@@ -142,6 +142,8 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
     if train_cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model.to(device)
+    if train_cfg.get("compile"):
+        compile_model(model, str(train_cfg.get("compile_backend") or "inductor"))
     spec_updates = {"pretrained": str(Path(pretrained).resolve()) if pretrained else None,
                     "preprocess": _preprocess(data_cfg)}
 

@@ -81,7 +81,8 @@ class LoRAQKV(Wrapper):
         if self.merged:
             return self.base_layer(x)
         # one matmul for every target slice, added in place: the qkv output is not needed by
-        # the backward of either matmul, so no extra (N, 3d) sum is kept
+        # the backward of either matmul, so no extra (N, 3d) sum is kept (an addmm accumulating
+        # into the qkv output measured no faster: 1.03x vs 0.98x of peft's step CPU time)
         update = F.linear(F.linear(self.dropout(x), self.lora_A), self.expanded_B())
         return self.base_layer(x).add_(update, alpha=self.scale)
 

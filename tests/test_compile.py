@@ -1,0 +1,49 @@
+"""--compile through vidpeft-train / vidpeft-test: the compiled model trains and scores like eager.
+
+torch's default compiler (inductor) spends minutes generating C++ on a 2-core CPU, so the tests
+compile with the aot_eager backend (`--set train.compile_backend=aot_eager`): the same
+TorchDynamo capture and AOT autograd graphs (forward and backward), without the code
+generation; benchmarks/compile_speed.py measures inductor."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from test_engine import data, log_rows, train  # noqa: F401  (the prepared-data fixture)
+from vidpeft.cli import test as test_cli
+
+COMPILE = ["--compile", "--set", "train.compile_backend=aot_eager"]
+
+
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory):  # noqa: F811
+    root = tmp_path_factory.mktemp("compile")
+    for name, extra in (("eager", []), ("compiled", COMPILE)):
+        assert train(data, root / name, "--eval-every", "0", *extra, method="lora", epochs=1) == 0
+    return root / "eager", root / "compiled"
+
+
+def test_compiled_training_matches_eager(runs):
+    eager, compiled = runs
+    [eager_row], [compiled_row] = log_rows(eager), log_rows(compiled)
+    assert float(compiled_row["train_loss"]) == pytest.approx(float(eager_row["train_loss"]), rel=1e-3)
+    a, b = load_file(eager / "best" / "adapter.safetensors"), load_file(compiled / "best" / "adapter.safetensors")
+    assert a.keys() == b.keys()  # no _orig_mod. prefixes: the adapter loads anywhere
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=1e-3, rtol=1e-2)
+    eager_eval, compiled_eval = (json.loads((run / "eval.json").read_text()) for run in runs)
+    assert compiled_eval["videos"] == eager_eval["videos"] == 8
+
+
+def test_compiled_scoring_matches_eager(runs, tmp_path):
+    _, compiled = runs
+    scores = {}
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        out = tmp_path / f"{name}.json"
+        assert test_cli.main(["--work-dir", str(compiled), "--out", str(out), *extra]) == 0
+        scores[name] = json.loads(out.read_text())
+    for key in ("top1", "top5", "mean_class_accuracy", "videos"):
+        assert scores["compiled"][key] == scores["eager"][key]
