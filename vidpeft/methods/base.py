@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from torch import nn
 
-from ..backbones.checkpoints import BASE_LAYER, canonical_key
+from ..backbones.checkpoints import canonical_key  # noqa: F401  (the wrapper-name rule, re-exported)
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def register_method(name: str, config: type[MethodConfig], description: str):
 
 
 class Wrapper(nn.Module):
-    """A module that adds to another, kept as `base_layer` (BASE_LAYER) so backbone keys survive."""
+    """A module that adds to another, kept as `base_layer` (checkpoints.BASE_LAYER) so backbone keys survive."""
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
