@@ -25,8 +25,9 @@ def n_params(model: nn.Module, skip_head: bool = True) -> int:
 def test_registered_names():
     assert BACKBONES.names() == sorted(
         [f"videomae-{s}" for s in ("micro", "s", "b", "l", "h")] + [f"videoswin-{s}" for s in ("micro", "t", "s", "b", "l")]
+        + ["vit-b16-in21k", "clip-b16", "beitv2-b16", "vit-micro", "clip-micro", "beitv2-micro"]
     )
-    with pytest.raises(KeyError, match="unknown backbone 'vit-b': choose one of videomae-b"):
+    with pytest.raises(KeyError, match="unknown backbone 'vit-b': choose one of .*videomae-b"):
         build_backbone("vit-b", 10)
 
 
@@ -196,3 +197,100 @@ def test_vit_prefix_is_attended_by_every_token():
         attn.kv_prefix = FixedKV(pk, pv)
         torch.testing.assert_close(attn(x), expected, rtol=1e-4, atol=1e-5)
     assert attn.kv_prefix.rows == [2]
+
+
+def block_inputs(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Size, tuple]]:
+    """(block, input shape, its token_layout.grid at that moment) for every block, in order."""
+    seen, hooks = [], []
+    for blk in model.blocks:
+        hooks.append(blk.register_forward_pre_hook(
+            lambda blk, args: seen.append((blk, args[0].shape, blk.token_layout.grid))))
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_token_layout_round_trip_and_free_residual_slots_on_every_block(name):
+    """The grid hook on every block of every registered backbone, at full size (shapes on the meta device,
+    the exact round trip on CPU tensors of each block's input shape, extra tokens included)."""
+    with torch.device("meta"):
+        model = build_backbone(name, 3).eval()
+        seen = block_inputs(model, torch.empty(1, 3, 4, 96, 112))
+    assert len(seen) == len(list(model.blocks))
+    t, h, w = model.token_grid
+    for i, (blk, shape, grid) in enumerate(seen):
+        assert all(isinstance(getattr(blk, slot), nn.Identity) for slot in ("pre_attn", "post_attn", "post_mlp"))
+        layout = blk.token_layout
+        layout.grid = grid
+        assert grid[0] == t and grid[1:] <= (h, w) and (i > 0 or grid == (t, h, w)), (i, grid)
+        x = clip(tuple(shape), seed=i)
+        extras = [0] if layout.channels_last else [0, 2]  # prompts come first in a sequence
+        for extra in extras:
+            stream = torch.cat((clip((shape[0], extra, shape[-1]), seed=99), x), 1) if extra else x
+            g, kept = layout.to_grid(stream)
+            assert g.shape[1:] == (shape[-1], *grid)
+            assert g.numel() + (0 if kept is None else kept.numel()) == stream.numel()
+            assert kept is None or kept.shape[1] == extra + layout.num_prefix_tokens
+            assert torch.equal(layout.from_grid(g, kept), stream)
+
+
+@pytest.mark.parametrize("name", MICRO)
+def test_token_grid_follows_patch_embedding_and_patch_merging(name):
+    """Grid position (t, h, w) holds the token of that position: the ViT's raster order (against the patch
+    embedding plus positions), Swin's stage grids after patch merging with odd sizes padded."""
+    model = build_backbone(name, 3).eval()
+    x = clip((2, 3, 4, 48, 80) if name.startswith("videomae") else (2, 3, 4, 40, 56))
+    inputs = {}
+    for i, blk in enumerate(model.blocks):
+        blk.register_forward_pre_hook(lambda blk, args, i=i: inputs.setdefault(i, args[0].clone()))
+    with torch.no_grad():
+        model(x)
+        first, _ = model.blocks[0].token_layout.to_grid(inputs[0])
+        if name.startswith("videomae"):
+            embedded = model.patch_embed(x)  # (B, C, T', H', W')
+            c, t, h, w = embedded.shape[1:]
+            positions = model.position_table(t * h * w, x).t().reshape(c, t, h, w)
+            torch.testing.assert_close(first, embedded + positions, rtol=0, atol=1e-6)
+        else:
+            torch.testing.assert_close(first, model.patch_embed(x).permute(0, 4, 1, 2, 3), rtol=0, atol=0)
+            grids = [stage.token_layout.grid for stage in model.layers]
+            assert grids == [(2, 10, 14), (2, 5, 7), (2, 3, 4), (2, 2, 2)]
+            start = len(model.layers[0].blocks)
+            merged, _ = model.layers[1].token_layout.to_grid(inputs[start])
+            stage1_out = model.layers[0].blocks[-1](inputs[start - 1])
+            manual = torch.cat([stage1_out[:, :, i::2, j::2] for j in (0, 1) for i in (0, 1)], -1)
+            expected = model.layers[0].downsample.reduction(model.layers[0].downsample.norm(manual))
+            torch.testing.assert_close(merged, expected.permute(0, 4, 1, 2, 3), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MICRO)
+def test_residual_slots_see_the_stream_where_the_contract_says(name):
+    model = build_backbone(name, 3).eval()
+    blk = model.blocks[1]
+    seen = {}
+
+    class Record(nn.Module):
+        def __init__(self, slot):
+            super().__init__()
+            self.slot = slot
+
+        def forward(self, x):
+            seen[self.slot] = x.clone()
+            return x * 2.0
+
+    before = {}
+    blk.register_forward_pre_hook(lambda b, args: before.setdefault("x", args[0].clone()))
+    for slot in ("pre_attn", "post_attn", "post_mlp"):
+        setattr(blk, slot, Record(slot))
+    with torch.no_grad():
+        model(clip((1, 3, 4, 32, 48)))
+        x = before["x"]
+        torch.testing.assert_close(seen["pre_attn"], x)
+        x = 2 * x
+        x = x + blk.attn(blk.norm1(x))
+        torch.testing.assert_close(seen["post_attn"], x, rtol=1e-5, atol=1e-6)
+        x = 2 * x
+        torch.testing.assert_close(seen["post_mlp"], x + blk.mlp(blk.norm2(x)), rtol=1e-5, atol=1e-6)

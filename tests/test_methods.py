@@ -19,14 +19,15 @@ BACKBONES = [name for name in vidpeft.BACKBONES.names() if name.endswith("-micro
 METHODS = vidpeft.METHODS.names()
 NUM_CLASSES = 5
 # methods whose added tokens change the output at step 0 by design; every other is the identity
-CHANGES_OUTPUT_AT_INIT = {"prefix", "vpt"}
+CHANGES_OUTPUT_AT_INIT = {"prefix", "vpt", "mona"}  # Mona keeps the reference's init
 # methods that unfreeze backbone tensors: which ones (every other method trains only what it adds)
 UNFROZEN = {
     "full": lambda model, name: True,
-    "bitfit": lambda model, name: name.rsplit(".", 1)[1] in ("bias", "q_bias", "v_bias",
+    "bitfit": lambda model, name: name.rsplit(".", 1)[-1] in ("bias", "q_bias", "v_bias",
                                                               "relative_position_bias_table"),
-    "norm": lambda model, name: isinstance(model.get_submodule(name.rsplit(".", 1)[0]), torch.nn.LayerNorm),
+    "norm": lambda model, name: isinstance(model.get_submodule(name.rpartition(".")[0]), torch.nn.LayerNorm),
     "partial": lambda model, name: any(name.startswith(prefix) for prefix in last_block_and_final_norm(model)),
+    "aim": lambda model, name: name == "temporal_embed",  # besides its adapters, the temporal embedding
 }
 
 
@@ -69,7 +70,7 @@ def test_step0_output_and_structural_freezing(pretrained, method):
     with torch.no_grad():
         expected, got = reference(clip()), model(clip())
     if method in CHANGES_OUTPUT_AT_INIT:
-        assert (got - expected).abs().max() > 1e-6, "the added tokens must change attention"
+        assert (got - expected).abs().max() > 1e-6, "prefixes, prompts and Mona change the output at step 0"
     else:
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -101,10 +102,16 @@ def test_training_steps_touch_only_trainable_tensors(pretrained, method):
         F.cross_entropy(model(clip(step)), labels).backward()
         assert all(p.grad is not None for p in trainable)
         optimizer.step()
+    # Known limit: on a model that classifies its class token (CLIP, ViT), Mona after the last block's
+    # attention and MLP sees only patch tokens, which nothing reads any more: no gradient reaches it.
+    last = f"blocks.{len(list(blocks(model))) - 1}.post_"
+    dead_end = method == "mona" and getattr(getattr(model, "image", None), "global_pool", "") == "token"
     for name, p in model.named_parameters():
         changed = not torch.equal(before[name], p.detach())
-        if p.requires_grad:
-            assert changed, f"{name} is trainable but did not change"
+        if p.requires_grad and dead_end and last in name:
+            assert p.grad.abs().max() == 0, name
+        elif p.requires_grad:  # or got a gradient too small to move float32 weights (Mona's LN under s1 = 1e-6)
+            assert changed or p.grad.abs().max() > 0, f"{name} is trainable but did not change"
         else:
             assert not changed and p.grad is None, f"{name} is frozen but changed"
 
@@ -409,6 +416,10 @@ FULL_SIZE_COUNTS = {
     ("videomae-b", "adaptformer"): 1_189_632,   # 1.19M
     ("videomae-b", "bapat"): 2_093_184,         # benchmark 2.06M
     ("videomae-b", "linear"): 0,
+    ("videomae-b", "st-adapter"): 7_110_144,    # 12 x (2*768*384 + 5*384 + 768), the reference's 12x384
+    ("videoswin-b", "st-adapter"): 7_021_696,   # widths d/2 = 64, 128, 256, 512 by stage: sum of d^2 + 3.5 d
+    ("videomae-b", "mona"): 2_684_928,          # 24 modules x (133 d + 9,728)
+    ("videoswin-b", "mona"): 3_667_456,         # 2 per block x (133 d + 9,728) over d = 128 x2 ... 1024 x2
     ("videomae-b", "adapter"): 2_379_264,       # Houlsby m=64: 24 x (2·64·768 + 64 + 768)
     ("videoswin-b", "adapter"): 3_107_328,      # V-PETL COCO table: Adapter 3.11M
     ("videomae-b", "norm"): 38_400,             # 25 LayerNorms x 2 x 768

@@ -7,9 +7,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, resolve: Callable[[str], T | None] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._resolve = resolve  # names made on demand (e.g. timm/<model>), not listed by names()
 
     def register(self, name: str) -> Callable[[T], T]:
         def add(obj: T) -> T:
@@ -21,12 +22,14 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        try:
+        if name in self._items:
             return self._items[name]
-        except KeyError:
+        found = self._resolve(name) if self._resolve is not None else None
+        if found is None:
             raise KeyError(
                 f"unknown {self.kind} {name!r}: choose one of {', '.join(sorted(self._items))}"
-            ) from None
+            )
+        return found
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
-from vidpeft.backbones import videomae, videoswin
+from vidpeft.backbones import timm_image, videomae, videoswin
 from vidpeft.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,7 +32,7 @@ class BackboneInfo:
         object.__setattr__(self, "method_defaults", MappingProxyType(dict(self.method_defaults)))
 
 
-BACKBONES: Registry = Registry("backbone")
+BACKBONES: Registry = Registry("backbone", resolve=timm_image.resolve)  # + timm/<model name>
 _INFO: dict[str, BackboneInfo] = {}
 
 
@@ -44,7 +44,13 @@ def register_backbone(name: str, build: Callable[..., nn.Module], info: Backbone
 
 def backbone_info(name: str) -> BackboneInfo:
     BACKBONES.get(name)  # the registry's one-line error for an unknown name
-    return _INFO[name]
+    return _INFO[name] if name in _INFO else image_info(timm_image.timm_name_of(name))
+
+
+def image_info(timm_name: str) -> BackboneInfo:
+    """A timm image model applied frame-wise: 8 frames (AIM's clips), timm's mean/std for the weights."""
+    mean, std = timm_image.normalisation(timm_name)
+    return BackboneInfo(timm_image.family_of(timm_name), 8, mean, std, {"patt_dim": 32}, frame_wise=True)
 
 
 def build_backbone(name: str, num_classes: int, **kwargs) -> nn.Module:
@@ -60,6 +66,8 @@ for _size in videomae.SIZES:
 for _size in videoswin.SIZES:
     register_backbone(f"videoswin-{_size}", videoswin.factory(_size),
                       BackboneInfo(videoswin.VideoSwin.family, 8, method_defaults={"patt_dim": 128}))
+for _alias, (_timm_name, _defaults) in timm_image.ALIASES.items():
+    register_backbone(_alias, timm_image.factory(_timm_name, _defaults), image_info(_timm_name))
 
 
 __all__ = ["BACKBONES", "BackboneInfo", "backbone_info", "build_backbone", "register_backbone"]

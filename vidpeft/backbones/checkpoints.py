@@ -12,6 +12,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -47,6 +48,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)  # a method's own tensors: no checkpoint has them
+    video_only: list[str] = field(default_factory=list)  # a video model's additions to an image model
 
     def __str__(self) -> str:
         lines = [f"{self.path}: {self.format} checkpoint, {len(self.loaded)} tensors loaded"]
@@ -54,6 +56,8 @@ class LoadReport:
             keys = getattr(self, name)
             if keys:
                 lines.append(f"  {name} ({len(keys)}): {', '.join(keys)}")
+        if self.video_only:
+            lines.append(f"  not in image checkpoints, zero-initialised: {', '.join(self.video_only)}")
         if self.added:
             lines.append(f"  added by the method, initialised by it ({len(self.added)} tensors)")
         return "\n".join(lines)
@@ -62,10 +66,13 @@ class LoadReport:
 @dataclass(frozen=True)
 class Format:
     name: str
-    family: str  # "videomae" or "videoswin"
+    family: str  # "videomae", "videoswin", "timm-vit", "timm-beit"
     detect: Callable[[set[str]], bool]
     convert: Callable[[StateDict], StateDict]
     loads_head: bool = True  # False: the source's head is for another task and is never loaded
+    # image weights in timm's (or the release's) names: the model converts them with timm's own
+    # functions (model.adapt_checkpoint), which need the model (position embedding sizes, ...)
+    by_model: bool = False
 
 
 # ---------------------------------------------------------------- renaming helpers
@@ -168,8 +175,34 @@ def has(*patterns: str) -> Callable[[set[str]], bool]:
     return lambda keys: all(any(re.search(p, k) for k in keys) for p in patterns)
 
 
+def same(sd: StateDict) -> StateDict:
+    return dict(sd)
+
+
+# ---------------------------------------------------------------- image models (timm)
+# A ViT or BEiT has a class token or a qkv bias; VideoMAE has neither (q_bias / v_bias beside a bias-free qkv).
+
+def timm_vit_keys(keys: set[str]) -> bool:
+    return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
+
+
+IMAGE_FORMATS = [
+    Format("vidpeft timm BEiT", "timm-beit", has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
+    Format("vidpeft timm ViT", "timm-vit", has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
+    Format("OpenAI CLIP / open_clip", "timm-vit",
+           has(r"^(module\.)?visual\.(class_embedding|trunk\.pos_embed|trunk\.blocks\.0\.norm1\.weight)$"), same,
+           by_model=True),
+    Format("Google ViT .npz", "timm-vit", has(r"^(opt/target/|params/)?(Transformer/encoderblock|embedding/kernel)"),
+           same, by_model=True),
+    Format("official BEiT v2 pre-training", "timm-beit",
+           has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$", r"^(lm_head\.weight|mask_token)$"), same, by_model=True),
+    Format("timm / official BEiT", "timm-beit", has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$"), same,
+           by_model=True),
+    Format("timm ViT", "timm-vit", timm_vit_keys, same, by_model=True),
+]
+
 # Order matters: the first detector that matches wins.
-FORMATS = [
+FORMATS = IMAGE_FORMATS + [
     Format("Hugging Face transformers VideoMAE", "videomae",
            has(r"^(videomae\.)?encoder\.layer\.\d+\.attention\.attention\.query\.weight$"), hf_videomae),
     Format("official VideoMAE pre-training", "videomae", has(r"^encoder\.blocks\.\d+\.attn\.qkv\.weight$"),
@@ -208,10 +241,14 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    if path.suffix == ".npz":
+        return read_npz(path)
     try:
         # official VideoMAE checkpoints carry their argparse.Namespace: plain data, safe to allow
         with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns before refusing a TorchScript archive
+                warnings.simplefilter("ignore", UserWarning)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if unsafe is None:
@@ -222,6 +259,11 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
             "torch.save or safetensors"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
+        if "TorchScript" in str(err):  # e.g. OpenAI CLIP's own downloads (ViT-B-16.pt)
+            raise ValueError(
+                f"{path}: a TorchScript archive, which vidpeft does not load (it holds code); if you trust it, save "
+                "its weights once: torch.save(torch.jit.load(PATH, map_location='cpu').state_dict(), 'weights.pt')"
+            ) from None
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err}); check the download") from None
     while isinstance(obj, dict):
         nested = next((obj[k] for k in NESTED if isinstance(obj.get(k), dict)), None)
@@ -231,6 +273,19 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path}: holds no state dict of tensors (looked under {', '.join(NESTED)})")
     return obj
+
+
+def read_npz(path: Path) -> StateDict:
+    """A NumPy archive (Google's JAX checkpoints) as tensors; pickled objects are refused."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: torch.from_numpy(np.array(archive[key])) for key in archive.files}
+    except ValueError as err:
+        raise ValueError(f"{path}: not a NumPy .npz of arrays ({err}); check the download") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npz ({err}); check the download") from None
 
 
 def detect_format(keys: set[str], path: str | os.PathLike) -> Format:
@@ -278,7 +333,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[StateDict, Format]:
 # ---------------------------------------------------------------- loading
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load backbone weights from any supported source into `model`.
+    """Load a checkpoint of any supported format (VideoMAE, Video Swin, timm image models) into `model`.
 
     Works on a bare backbone or one with method wrappers (`.base_layer` is ignored in
     names). A shape mismatch is an error, except for a classification head with another
@@ -289,6 +344,11 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     if family is not None and family != fmt.family:
         raise ValueError(f"{path}: a {fmt.name} checkpoint ({fmt.family}) cannot load into a {family} model")
     source = fmt.convert(sd)
+    if fmt.by_model:
+        try:
+            source = model.adapt_checkpoint(source)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     own = model.state_dict()
     by_canonical = {canonical_key(key): key for key in own}
     report = LoadReport(str(path), fmt.name)
@@ -308,7 +368,10 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
     model.load_state_dict(to_load, strict=False)
     taken = set(report.loaded) | set(report.reinitialised)
     report.added = list(getattr(model, "vidpeft_added", []))
-    report.missing = [k for k in by_canonical if k not in taken and k not in report.added]
+    if fmt.by_model:
+        report.video_only = [k for k in getattr(model, "video_only_keys", ()) if k in by_canonical]
+    skip = set(report.added) | set(report.video_only)
+    report.missing = [k for k in by_canonical if k not in taken and k not in skip]
     for keys in (report.loaded, report.missing, report.unexpected, report.reinitialised):
         keys.sort()
     return report

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -37,6 +38,66 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+class TokenLayout:
+    """How a block's residual stream maps to the (T, H, W) token grid; the backbone sets `grid` every forward.
+
+    Two stream layouts exist: a token sequence (B, N, C) whose first N - T*H*W tokens are not patch
+    tokens (class token, then prompts) and whose patch tokens follow in (t, h, w) raster order, or with
+    `frames_in_batch` one sequence per frame (B*T, N, C) as an image model runs them; and Swin's
+    channels-last (B, T, H, W, C), unpadded (its windows and their padding live inside attention).
+    `to_grid(x)` -> ((B, C, T, H, W) view of the patch tokens, extra tokens or None) and
+    `from_grid(grid, extra)` -> x are exact inverses."""
+
+    def __init__(self, channels_last: bool = False, num_prefix_tokens: int = 0, frames_in_batch: bool = False) -> None:
+        self.channels_last = channels_last
+        self.num_prefix_tokens = num_prefix_tokens  # the backbone's own extra tokens (timm's name)
+        self.frames_in_batch = frames_in_batch
+        self.grid: tuple[int, int, int] | None = None
+
+    def to_grid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.channels_last:
+            return x.permute(0, 4, 1, 2, 3), None
+        if self.grid is None:
+            raise RuntimeError("token_layout.to_grid called before the backbone's forward set the grid")
+        t, h, w = self.grid
+        patches = h * w if self.frames_in_batch else t * h * w
+        extra = x.shape[1] - patches
+        if extra < 0:
+            raise ValueError(f"a block's {x.shape[1]} tokens cannot hold the {t}x{h}x{w} token grid")
+        grid = x[:, extra:].reshape(-1, t, h, w, x.shape[-1])
+        return grid.permute(0, 4, 1, 2, 3), x[:, :extra]
+
+    def from_grid(self, grid: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        x = grid.permute(0, 2, 3, 4, 1)
+        if self.channels_last:
+            return x
+        b, t, h, w, c = x.shape
+        x = x.reshape(b * t, h * w, c) if self.frames_in_batch else x.reshape(b, t * h * w, c)
+        return torch.cat((extra, x), dim=1) if extra is not None and extra.shape[1] else x
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block with the residual-stream slots methods fill (nn.Identity until then):
+
+        x = pre_attn(x); x = post_attn(x + drop_path(attn(norm1(x)))); x = post_mlp(x + drop_path(mlp(norm2(x))))
+    `token_layout` (shared with the other blocks on the same grid) maps the stream to the token grid."""
+
+    def __init__(self, dim: int, attn: nn.Module, mlp_ratio: float, drop_path: float, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+        self.pre_attn, self.post_attn, self.post_mlp = nn.Identity(), nn.Identity(), nn.Identity()
+        self.token_layout: TokenLayout | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre_attn(x)
+        x = self.post_attn(x + self.drop_path(self.attn(self.norm1(x))))
+        return self.post_mlp(x + self.drop_path(self.mlp(self.norm2(x))))
+
+
 def prefix_kv(
     kv_prefix: nn.Module | None, rows: int, k: torch.Tensor, v: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -49,6 +110,17 @@ def prefix_kv(
     pk = pk.to(k.dtype).expand(rows, -1, -1, -1)
     pv = pv.to(v.dtype).expand(rows, -1, -1, -1)
     return torch.cat((k, pk), dim=2), torch.cat((v, pv), dim=2), pk.shape[2]
+
+
+def qkv_with_qv_bias(qkv: nn.Module, q_bias: torch.Tensor | None, v_bias: torch.Tensor | None,
+                     x: torch.Tensor) -> torch.Tensor:
+    """qkv(x) plus separate q and v biases (k has none), as VideoMAE and BEiT keep them."""
+    if q_bias is None:
+        return qkv(x)
+    bias = torch.cat((q_bias, torch.zeros_like(q_bias), v_bias))
+    if type(qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
+        return F.linear(x, qkv.weight, bias)
+    return qkv(x) + bias
 
 
 def stochastic_depth_rates(rate: float, depth: int) -> list[float]:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks, size_factory,
-    stochastic_depth_rates,
+    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias,
+    run_blocks, size_factory, stochastic_depth_rates,
 )
 
 
@@ -50,14 +50,7 @@ class Attention(nn.Module):
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), q/v biases included."""
         b, n, _ = x.shape
-        if self.q_bias is None:
-            qkv = self.qkv(x)
-        else:
-            bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
-            if type(self.qkv) is nn.Linear:  # fused into the matmul; a method's wrapper gets the same sum below
-                qkv = F.linear(x, self.qkv.weight, bias)
-            else:
-                qkv = self.qkv(x) + bias
+        qkv = qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
         return qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
     def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,20 +63,6 @@ class Attention(nn.Module):
         k, v, _ = prefix_kv(self.kv_prefix, b, k, v)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
-
-
-class Block(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, drop_path: float, eps: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class VideoMAE(VideoClassifier):
@@ -109,9 +88,12 @@ class VideoMAE(VideoClassifier):
         self.num_features = self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(in_chans, embed_dim, tubelet_size, patch_size)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, dp, norm_eps)
+            TransformerBlock(embed_dim, Attention(embed_dim, num_heads), mlp_ratio, dp, norm_eps)
             for dp in stochastic_depth_rates(drop_path_rate, depth)
         )
+        self.token_layout = TokenLayout()  # every block's: patch tokens only, no class token
+        for blk in self.blocks:
+            blk.token_layout = self.token_layout
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head_drop = nn.Dropout(head_drop)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -137,7 +119,7 @@ class VideoMAE(VideoClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(x, self.patch_embed.patch_size, "VideoMAE")
         x = self.patch_embed(x)
-        self.token_grid = tuple(x.shape[2:])
+        self.token_grid = self.token_layout.grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
         x = x + self.position_table(x.shape[1], x)
         self.num_prefix_tokens = 0

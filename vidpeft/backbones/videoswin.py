@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    DropPath, Mlp, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks, size_factory,
-    stochastic_depth_rates,
+    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks,
+    size_factory, stochastic_depth_rates,
 )
 
 Size3 = tuple[int, int, int]
@@ -139,20 +139,6 @@ class WindowAttention3d(nn.Module):
         return x
 
 
-class SwinBlock3d(nn.Module):
-    def __init__(self, dim: int, num_heads: int, window: Size3, shift: Size3, mlp_ratio: float, drop_path: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention3d(dim, num_heads, window, shift)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
 class PatchMerging(nn.Module):
     """2x2 spatial merge of (B, T, H, W, C) -> (B, T, H/2, W/2, 2C); odd sizes are zero-padded."""
 
@@ -181,10 +167,13 @@ class PatchEmbed3d(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, blocks: list[SwinBlock3d], downsample: nn.Module | None) -> None:
+    def __init__(self, blocks: list[TransformerBlock], downsample: nn.Module | None) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
+        self.token_layout = TokenLayout(channels_last=True)  # the stage's grid, after the previous merging
+        for blk in blocks:
+            blk.token_layout = self.token_layout
 
 
 class VideoSwin(VideoClassifier):
@@ -214,7 +203,8 @@ class VideoSwin(VideoClassifier):
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             dim = embed_dim * 2**i
             blocks = [
-                SwinBlock3d(dim, heads, window_size, (0, 0, 0) if j % 2 == 0 else shift_size, mlp_ratio, next(rates))
+                TransformerBlock(dim, WindowAttention3d(dim, heads, window_size, shift_size if j % 2 else (0, 0, 0)),
+                                 mlp_ratio, next(rates))
                 for j in range(depth)
             ]
             self.layers.append(Stage(blocks, PatchMerging(dim) if i < len(depths) - 1 else None))
@@ -227,7 +217,7 @@ class VideoSwin(VideoClassifier):
         self.apply(init_linear)
 
     @property
-    def blocks(self) -> list[SwinBlock3d]:
+    def blocks(self) -> list[TransformerBlock]:
         """Every transformer block of every stage, in order (a plain list: not registered twice)."""
         return [blk for stage in self.layers for blk in stage.blocks]
 
@@ -236,6 +226,7 @@ class VideoSwin(VideoClassifier):
         x = self.patch_embed(x)  # (B, T', H', W', C)
         self.token_grid = tuple(x.shape[1:4])
         for stage in self.layers:
+            stage.token_layout.grid = tuple(x.shape[1:4])
             x = run_blocks(stage.blocks, x, self.grad_checkpointing)
             if stage.downsample is not None:
                 x = stage.downsample(x)

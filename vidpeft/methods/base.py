@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Callable, Iterator
 
+import torch
 from torch import nn
 
 from ..backbones.checkpoints import canonical_key  # noqa: F401  (the wrapper-name rule, re-exported)
@@ -76,3 +77,33 @@ def blocks(model: nn.Module) -> Iterator[nn.Module]:
 
 def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
+
+
+SLOTS = ("pre_attn", "post_attn", "post_mlp")  # residual-stream slots of every block, nn.Identity() when free
+
+
+def fill_slot(block: nn.Module, slot: str, module: nn.Module, method: str) -> None:
+    """Put `module` in a block's residual-stream slot; one-line error if the block has none or it is taken."""
+    current = getattr(block, slot, None)
+    if current is None or getattr(block, "token_layout", None) is None:
+        raise ValueError(f"{method} needs blocks with the {slot} slot and a token_layout; "
+                         f"{type(block).__name__} has not both")
+    if not isinstance(current, nn.Identity):
+        raise ValueError(f"{method}: the block's {slot} slot already holds a {type(current).__name__}")
+    setattr(block, slot, module)
+
+
+class GridResidual(nn.Module):
+    """x + branch(x) on a block's patch tokens seen as their (T, H, W) grid (class token, prompts kept
+    aside and returned unchanged); subclasses define `branch` on channels-last (B, T, H, W, C) grids."""
+
+    def __init__(self, layout) -> None:
+        super().__init__()
+        self.layout = layout  # the block's token_layout (a plain object, not a submodule)
+
+    def branch(self, grid: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid, extra = self.layout.to_grid(x)  # (B, C, T, H, W)
+        return self.layout.from_grid(grid + self.branch(grid.movedim(1, -1)).movedim(-1, 1), extra)

@@ -1,0 +1,179 @@
+"""ST-Adapter and Mona: their convolutions against explicit shift-and-add sums on hand-built token grids,
+and what they are for: a frame-order-blind backbone becomes order-aware."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vidpeft
+from vidpeft.backbones.layers import TokenLayout
+from vidpeft.methods import blocks
+from vidpeft.methods.mona import Mona
+from vidpeft.methods.st_adapter import STAdapter
+
+B, C, T, H, W = 2, 6, 4, 5, 7  # H, W not multiples of any window: nothing may come from window padding
+
+
+def randomise(module: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+
+
+def layouts():
+    """A ViT sequence with two extra tokens first, and Swin's channels-last stream, on the same grid."""
+    vit = TokenLayout()
+    vit.grid = (T, H, W)
+    grid = torch.randn(B, T, H, W, C, generator=torch.Generator().manual_seed(0))
+    extra = torch.randn(B, 2, C, generator=torch.Generator().manual_seed(1))
+    sequence = torch.cat((extra, grid.reshape(B, T * H * W, C)), 1)
+    return [(vit, sequence, grid, extra), (TokenLayout(channels_last=True), grid, grid, None)]
+
+
+def shifted_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """sum over kernel taps of weight[c, dt, dy, dx] * g[b, t + dt - kt//2, h + dy - kh//2, w + dx - kw//2, c],
+    zero outside the grid; g is (B, T, H, W, C), weight (C, kt, kh, kw)."""
+    _, kt, kh, kw = weight.shape
+    padded = F.pad(g, (0, 0, kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2))
+    out = torch.zeros_like(g)
+    for dt in range(kt):
+        for dy in range(kh):
+            for dx in range(kw):
+                out += weight[:, dt, dy, dx] * padded[:, dt:dt + T, dy:dy + H, dx:dx + W]
+    return out
+
+
+@pytest.mark.parametrize("case", range(2), ids=["vit", "swin"])
+def test_st_adapter_mixes_each_position_with_itself_in_neighbouring_frames_only(case):
+    layout, stream, grid, extra = layouts()[case]
+    adapter = STAdapter(layout, C, width=3)
+    randomise(adapter, seed=2)
+    hidden = grid @ adapter.fc1.weight.t() + adapter.fc1.bias
+    kernel = adapter.conv.weight[:, 0]  # (m, 3, 1, 1)
+    mixed = shifted_sum(hidden, kernel) + adapter.conv.bias
+    expected = grid + mixed @ adapter.fc2.weight.t() + adapter.fc2.bias
+    with torch.no_grad():
+        out = adapter(stream)
+        got, kept = layout.to_grid(out)
+        torch.testing.assert_close(got.permute(0, 2, 3, 4, 1), expected, rtol=1e-5, atol=1e-5)
+        if extra is not None:
+            assert torch.equal(kept, extra)  # class token / prompts pass unchanged
+        # videos of a batch never mix; frame t depends on frames t-1..t+1 only
+        changed = stream.clone()
+        if layout.channels_last:
+            changed[1] += 1.0
+            changed[0, 3] += 1.0
+        else:
+            changed[1] += 1.0
+            changed[0, 2 + 3 * H * W:] += 1.0
+        out2, _ = layout.to_grid(adapter(changed))
+        assert torch.equal(out2[0, :, :2], got[0, :, :2])
+        assert not torch.equal(out2[0, :, 2], got[0, :, 2])
+
+
+@pytest.mark.parametrize("conv", ["2d", "3d"])
+@pytest.mark.parametrize("case", range(2), ids=["vit", "swin"])
+def test_mona_filters_equal_the_reference_sum_of_three_depthwise_convolutions(case, conv):
+    layout, stream, grid, extra = layouts()[case]
+    mona = Mona(layout, C, width=4, temporal=1 if conv == "2d" else 3, dropout=0.0)
+    randomise(mona, seed=3)
+    f = mona.adapter_conv
+    x = F.layer_norm(grid, (C,), mona.norm.weight, mona.norm.bias) * mona.gamma + grid * mona.gammax
+    h = x @ mona.project1.weight.t() + mona.project1.bias
+    # MonaOp as the reference writes it: (conv1 + conv2 + conv3) / 3 + identity, then identity + projector
+    convs = [shifted_sum(h, c.weight[:, 0]) + c.bias for c in (f.conv1, f.conv2, f.conv3)]
+    h = sum(convs) / 3 + h
+    h = h + h @ f.projector.weight[:, :, 0, 0, 0].t() + f.projector.bias
+    expected = grid + F.gelu(h) @ mona.project2.weight.t() + mona.project2.bias
+    with torch.no_grad():
+        got, kept = layout.to_grid(mona(stream))
+        torch.testing.assert_close(got.permute(0, 2, 3, 4, 1), expected, rtol=1e-4, atol=1e-4)
+        if extra is not None:
+            assert torch.equal(kept, extra)
+        if conv == "2d":  # per frame: perturbing frame 3 leaves frames 0..2 as they were
+            changed = stream.clone()
+            if layout.channels_last:
+                changed[:, 3] += 1.0
+            else:
+                changed[:, 2 + 3 * H * W:] += 1.0
+            out2, _ = layout.to_grid(mona(changed))
+            assert torch.equal(out2[:, :, :3], got[:, :, :3])
+
+
+ORDER_BLIND = {"patch_size": (1, 4, 4), "window_size": (8, 4, 4), "drop_path_rate": 0.0}
+
+
+def order_blind_swin(method: str, **options) -> torch.nn.Module:
+    """Video Swin with one frame per patch, one window over the whole clip's time and zero relative
+    position biases: nothing tells it frame order apart, so its features ignore it."""
+    torch.manual_seed(0)
+    model = vidpeft.build_model("videoswin-micro", method, 4, backbone_options=ORDER_BLIND, **options)
+    with torch.no_grad():
+        for block in blocks(model):
+            block.attn.relative_position_bias_table.zero_()
+    return model
+
+
+def order_gap(model: torch.nn.Module, x: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return (model.forward_features(x) - model.forward_features(x.flip(2))).abs().max().item()
+
+
+@pytest.mark.parametrize("method,options,aware_after_a_step", [
+    ("linear", {}, False),
+    ("st-adapter", {}, True),
+    ("mona", {}, False),  # per-frame filters: still blind to order
+    ("mona", {"mona_conv": "3d"}, True),
+])
+def test_grid_adapters_make_a_frame_order_blind_model_order_aware(method, options, aware_after_a_step):
+    model = order_blind_swin(method, **options)
+    x = torch.randn(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(5))
+    if method != "mona" or options.get("mona_conv") != "3d":
+        assert order_gap(model, x) < 5e-6, "the backbone (and an adapter at step 0) must ignore frame order"
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    F.cross_entropy(model(x), torch.tensor([1, 2])).backward()
+    optimizer.step()
+    # blind: float rounding only (~5e-7); aware: some 400 times that (mean pooling over positions cancels a
+    # temporal kernel's first-order effect except at the clip's ends, so one step leaves a small gap)
+    gap = order_gap(model, x)
+    assert (gap > 5e-5) if aware_after_a_step else (gap < 5e-6), gap
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(ValueError, match="st_positions: ffn; choose among attn, mlp"):
+        vidpeft.build_model("videomae-micro", "st-adapter", 4, st_positions=("attn", "ffn"))
+    with pytest.raises(ValueError, match="mona_conv: '4d'; choose 2d or 3d"):
+        vidpeft.build_model("videoswin-micro", "mona", 4, mona_conv="4d")
+
+
+def test_st_adapter_places_and_last_blocks():
+    model = vidpeft.build_model("videoswin-micro", "st-adapter", 4, st_positions=("attn", "mlp"), st_last_blocks=3)
+    placed = [(isinstance(b.pre_attn, STAdapter), isinstance(b.post_attn, STAdapter)) for b in blocks(model)]
+    assert placed == [(False, False)] * 5 + [(True, True)] * 3
+    widths = [b.pre_attn.fc1.out_features for b in list(blocks(model))[5:]]
+    assert widths == [32, 64, 64]  # half of each stage's width: 64 in stage 3, 128 in stage 4
+
+
+def test_motion_order_benchmark_runs_through_vidpeft_train(tmp_path, capsys):
+    """The training comparison quoted in the README, tiny: every method trains through vidpeft-train
+    on the generated direction task and the order-blind backbone is order-blind."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "motion_order.py"
+    spec = importlib.util.spec_from_file_location("motion_order", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--out", str(tmp_path), "--per-class", "4", "--epochs", "1", "--methods", "st-adapter,mona"])
+    out = capsys.readouterr().out
+    gap = float(out.split("reversed clip)| = ")[1].split()[0])
+    assert gap < 5e-6
+    rows = [line for line in out.splitlines() if line.startswith("| st-adapter |") or line.startswith("| mona |")]
+    assert len(rows) == 2
+    for method in ("st-adapter", "mona"):
+        spec = (tmp_path / "runs" / method / "best" / "adapter.json").read_text()
+        assert f'"method": "{method}"' in spec
