@@ -73,3 +73,13 @@ def check_outputs(out: Path, rows: list[tuple[str, int]], short_side: int | None
         if height is not None:
             assert p.height == height, rel
         assert (p.frames, p.fps) == (frames, fps), rel
+
+
+def tiny_motion_data(root: Path) -> Path:
+    """A prepared Kinetics-layout set of 2 motions x 5 tiny videos (separate val and test lists)."""
+    from vidpeft.synthetic import make_dataset
+
+    make_dataset("k400", root / "raw", classes=2, per_class=5, size=(64, 48), frames=8, seed=1, plain=True)
+    assert prep_main(["k400", "--src", str(root / "raw"), "--out", str(root / "data"), "--short-side", "0",
+                      "--no-progress"]) == 0
+    return root / "data"

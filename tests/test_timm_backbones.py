@@ -21,6 +21,7 @@ from fixtures.checkpoint_formats import (
     timm_vit_to_google_npz,
 )
 from vidpeft.backbones import backbone_info, build_backbone
+from vidpeft.backbones.timm_image import MICRO
 from vidpeft.cli import params as params_cli
 from vidpeft.methods.aim import TemporalAttention
 
@@ -32,9 +33,13 @@ def clip(shape, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
+VIT = "timm/vit_tiny_patch16_224.augreg_in21k"  # a plain ViT (patch bias, no pre-norm), made micro below
+
+
 def ours(name: str, **kw) -> torch.nn.Module:
     torch.manual_seed(123)  # a tensor that failed to load would keep this random init
-    return build_backbone(name, NUM_CLASSES, img_size=SIZE, **kw).eval()
+    micro = MICRO if name == VIT else {}
+    return build_backbone(name, NUM_CLASSES, img_size=SIZE, **micro, **kw).eval()
 
 
 def timm_reference(name: str, seed: int) -> torch.nn.Module:
@@ -90,9 +95,9 @@ def write(form: str, reference: torch.nn.Module, d) -> object:
 IMAGE_HEAD = ["image.head.bias", "image.head.weight"]
 VIDEO_HEAD = ["head.bias", "head.weight"]
 FORMS = [  # (backbone, file form, detected format, unexpected keys)
-    ("vit-micro", "timm-safetensors", "timm ViT", IMAGE_HEAD),
-    ("vit-micro", "timm-bin", "timm ViT", IMAGE_HEAD),
-    ("vit-micro", "google-npz", "Google ViT .npz", ["head/bias", "head/kernel", "pre_logits/bias", "pre_logits/kernel"]),
+    (VIT, "timm-safetensors", "timm ViT", IMAGE_HEAD),
+    (VIT, "timm-bin", "timm ViT", IMAGE_HEAD),
+    (VIT, "google-npz", "Google ViT .npz", ["head/bias", "head/kernel", "pre_logits/bias", "pre_logits/kernel"]),
     ("clip-micro", "timm-safetensors", "timm ViT", IMAGE_HEAD),
     ("clip-micro", "openai-clip", "OpenAI CLIP / open_clip", IMAGE_HEAD),  # CLIP's projection `proj`
     ("clip-micro", "open-clip", "OpenAI CLIP / open_clip", IMAGE_HEAD),
@@ -143,13 +148,13 @@ def test_any_frame_size_and_clip_length():
     with pytest.raises(ValueError, match="covers 4x4 patches, frames give 5x4"):
         ours("beitv2-micro")(clip((1, 3, 2, 80, 64)))
     with pytest.raises(ValueError, match=r"T divisible by 1 and H, W divisible by 16"):
-        ours("vit-micro")(clip((1, 3, 2, 40, 64)))
+        ours(VIT)(clip((1, 3, 2, 40, 64)))
 
 
 def test_temporal_embedding_is_added_to_every_token_of_its_frame():
     """With a temporal embedding e, frame t is timm's image model with e[t] added to its position embedding
     (a clip of another length than the table's reads it linearly interpolated)."""
-    model = ours("vit-micro", num_frames=3)
+    model = ours(VIT, num_frames=3)
     with torch.no_grad():
         model.temporal_embed.normal_()
     reference = timm.create_model(model.timm_name, **model.timm_kwargs).eval()
@@ -164,13 +169,14 @@ def test_temporal_embedding_is_added_to_every_token_of_its_frame():
         torch.testing.assert_close(model.forward_features(x), torch.stack(expected, 1).mean(1), rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, other", [("vit-micro", "videomae-micro"), ("videomae-micro", "vit-micro"),
+@pytest.mark.parametrize("name, other", [(VIT, "videomae-micro"), ("videomae-micro", VIT),
                                          ("beitv2-micro", "clip-micro")])
 def test_a_checkpoint_of_another_family_is_a_one_line_error(name, other, tmp_path):
     torch.save(vidpeft.build_model(name, "full", NUM_CLASSES).state_dict() if name.startswith("videomae")
                else timm_reference(name, seed=5).state_dict(), tmp_path / "weights.pth")
     with pytest.raises(ValueError, match=r"weights\.pth: .* cannot load into a (videomae|timm-vit|timm-beit) model") as err:
-        vidpeft.load_pretrained(build_backbone(other, NUM_CLASSES), tmp_path / "weights.pth")
+        vidpeft.load_pretrained(build_backbone(other, NUM_CLASSES) if other.startswith("videomae") else ours(other),
+                                tmp_path / "weights.pth")
     assert "\n" not in str(err.value)
 
 
@@ -312,3 +318,25 @@ def test_mmaction_plugin_takes_an_image_backbone(clip_checkpoint):
         features = backbone(x)
     assert features.shape == (1, 64, 1, 1, 1)
     torch.testing.assert_close(features.flatten(), image_features(reference, x).mean(1).flatten(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["clip-micro", "beitv2-micro"])
+def test_shallow_prompts_follow_the_class_token_and_are_not_pooled(name):
+    """Shallow VPT: each frame's sequence is [class, prompts, patches] in every block (BEiT's relative
+    bias leaves the prompt rows and columns at zero); the prompts' outputs are dropped before pooling."""
+    torch.manual_seed(0)
+    model = vidpeft.build_model(name, "vpt", NUM_CLASSES, vpt_mode="shallow", prompt_length=3,
+                                backbone_options={"img_size": SIZE}).eval()
+    seen = []
+    model.blocks[1].register_forward_pre_hook(lambda blk, args: seen.append(args[0]))
+    x = clip((2, 3, 2, SIZE, SIZE))
+    with torch.no_grad():
+        with_prompts = model.forward_features(x)
+        assert seen[0].shape == (2 * 2, 1 + 3 + 16, model.num_features)
+        grid, extra = model.blocks[1].token_layout.to_grid(seen[0])
+        assert grid.shape == (2, model.num_features, 2, 4, 4) and extra.shape[1] == 4
+        prompts = model.extra_tokens
+        model.extra_tokens = None
+        without = model.forward_features(x)
+        model.extra_tokens = prompts
+    assert with_prompts.shape == without.shape and not torch.allclose(with_prompts, without, atol=1e-4)

@@ -356,7 +356,6 @@ ALIASES = {
     "vit-b16-in21k": ("vit_base_patch16_224.orig_in21k", {}),  # Google's ViT-B_16.npz (V-PETL's image table)
     "clip-b16": ("vit_base_patch16_clip_quickgelu_224.openai", {}),  # OpenAI CLIP ViT-B/16 (AIM, ST-Adapter)
     "beitv2-b16": ("beitv2_base_patch16_224.in1k_ft_in22k_in1k", {}),
-    "vit-micro": ("vit_tiny_patch16_224.augreg_in21k", MICRO),
     "clip-micro": ("vit_base_patch16_clip_quickgelu_224.openai", MICRO),
     # layer scale 0.1 (of the order of trained BEiT v2 weights) instead of its 1e-5 initialisation,
     # which would hide every branch of a randomly initialised micro model

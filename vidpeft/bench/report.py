@@ -1,10 +1,9 @@
 """Ratios to full fine-tuning, the Markdown tables and the plot of a vidpeft-bench run."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from ..fileio import write_atomic
+from ..report import markdown_table, pyplot, save_png
 from .worker import HF_PEFT
 
 MB = 2**20
@@ -71,9 +70,9 @@ def markdown(run: dict) -> str:
         f"({run['cpus']} CPUs); times are medians of {run['repeats']} after {1 + run['warmup']} warm-up; "
         f"peak = {run['memory']}; ×full = ratio to full fine-tuning in this run",
         "",
-        "| backbone | method | trainable | adapter | built MB | peak MB | training adds MB | saved act. MB "
-        "| step s | infer s | peak ×full | step ×full | infer ×full |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        *markdown_table(["backbone", "method", "trainable", "adapter", "built MB", "peak MB", "training adds MB",
+                         "saved act. MB", "step s", "infer s", "peak ×full", "step ×full", "infer ×full"],
+                        [], "ll" + "r" * 11),
     ]
     for r in results:
         if "error" in r:
@@ -103,11 +102,7 @@ def human_bytes(n: int) -> str:
 
 def plot(run: dict, path: Path) -> None:
     """Peak memory and step time of every method relative to full fine-tuning, a panel per backbone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     backbones = list(dict.fromkeys(r["case"]["backbone"] for r in run["results"]))
     fig, axes = plt.subplots(1, len(backbones), figsize=(6.5 * len(backbones), 4.2), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
@@ -128,7 +123,4 @@ def plot(run: dict, path: Path) -> None:
         ax.legend(fontsize=8, loc="upper right", ncol=2)
     fig.suptitle(f"vidpeft-bench ({run['device']}, load average {run['load_before'][0]:.1f})", fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    save_png(fig, path)
