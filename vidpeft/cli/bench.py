@@ -65,11 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = {m: method_options(args, m) for m in methods}
+    # every registered method by default: leave out the pairs a method says it cannot run on
+    skip = set() if args.method else runner.unsupported(backbones, methods, options)
     cases = runner.cases_for(
         backbones, methods, not args.no_peft, frames, size=args.input_size or preset["size"],
         batch=args.batch_size, grad_checkpointing=args.grad_checkpointing, warmup=args.warmup,
-        repeats=args.repeats or preset["repeats"], device=device,
-        options={m: method_options(args, m) for m in methods})
+        repeats=args.repeats or preset["repeats"], device=device, options=options, skip=skip)
     command = shlex.join(["vidpeft-bench", *(sys.argv[1:] if argv is None else argv)])
     result = runner.run(cases, command, args.timeout)
     out = Path(args.out)
