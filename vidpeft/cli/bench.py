@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..backbones import backbone_info
     from ..bench import report, runner
+    from ..fileio import write_atomic
     from ..methods import METHODS as REGISTERED
 
     preset = QUICK if args.quick else DEFAULT
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     result = runner.run(cases, command, args.timeout)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report.write_atomic(out / "bench.json", json.dumps(result, indent=2).encode())
+    write_atomic(out / "bench.json", json.dumps(result, indent=2).encode())
     report.plot(result, out / "bench.png")
     print(report.markdown(result))
     print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
