@@ -15,14 +15,33 @@ from .worker import HF_PEFT, HF_PEFT_FAMILY, Case
 WORKER = "vidpeft.bench.worker"
 
 
+def unsupported(backbones: list[str], methods: list[str], options: dict[str, dict]) -> set[tuple[str, str]]:
+    """(backbone, method) pairs whose method refuses the backbone in attach (built on the meta
+    device: no weights), each said on stderr."""
+    import torch
+
+    from ..model import build_model
+
+    pairs = set()
+    for backbone in backbones:
+        for method in methods:
+            try:
+                with torch.device("meta"):
+                    build_model(backbone, method, 2, **options.get(method, {}))
+            except ValueError as error:
+                print(f"skipped {backbone} {method}: {error}", file=sys.stderr, flush=True)
+                pairs.add((backbone, method))
+    return pairs
+
+
 def cases_for(backbones: list[str], methods: list[str], compare_peft: bool, frames: dict[str, int],
-              options: dict[str, dict], **common) -> list[Case]:
+              options: dict[str, dict], skip: set[tuple[str, str]] = frozenset(), **common) -> list[Case]:
     """Full fine-tuning first (every ratio needs it), then the methods; transformers + peft right
     after our LoRA on VideoMAE so the pair runs under the same load."""
     ordered = (["full"] if "full" in methods else []) + [m for m in methods if m != "full"]
     cases = []
     for backbone in backbones:
-        for method in ordered:
+        for method in (m for m in ordered if (backbone, m) not in skip):
             own = options.get(method, {})
             cases.append(Case(backbone, method, frames[backbone], options=own, **common))
             if method == "lora" and compare_peft and backbone_info(backbone).family == HF_PEFT_FAMILY:

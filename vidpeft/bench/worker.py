@@ -50,24 +50,24 @@ class Built:
     model: nn.Module
     forward: Callable[[torch.Tensor], torch.Tensor]
     trainable: int  # excluding the head
-    boundary: nn.Module | None  # first module in forward order holding a trainable tensor
+    # modules holding a trainable tensor of their own: the first of them to run ends the part
+    # of the forward whose activations nothing trainable needs (empty: not measured)
+    trainable_owners: list[nn.Module]
     save: Callable[[str], str]  # writes the adapter checkpoint into a directory, returns the file
 
 
 def build_vidpeft(case: Case) -> Built:
-    from vidpeft.methods import blocks
     from vidpeft.model import ADAPTER_WEIGHTS, build_model, count_parameters, save_adapter
 
     model = build_model(case.backbone, case.method, case.num_classes, seed=0, **case.options)
     model.set_grad_checkpointing(case.grad_checkpointing)
-    order = [model.patch_embed, *blocks(model), model.head]
-    boundary = next(m for m in order if any(p.requires_grad for p in m.parameters()))
+    owners = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
 
     def save(directory: str) -> str:
         save_adapter(model, directory)
         return os.path.join(directory, ADAPTER_WEIGHTS)
 
-    return Built(model, model, count_parameters(model)["trainable"], boundary, save)
+    return Built(model, model, count_parameters(model)["trainable"], owners, save)
 
 
 def build_hf_peft(case: Case) -> Built:
@@ -101,19 +101,19 @@ def build_hf_peft(case: Case) -> Built:
         model.save_pretrained(directory)
         return os.path.join(directory, "adapter_model.safetensors")
 
-    return Built(model, lambda x: model(pixel_values=x.transpose(1, 2)).logits, trainable, None, save)
+    return Built(model, lambda x: model(pixel_values=x.transpose(1, 2)).logits, trainable, [], save)
 
 
 class SavedTensors:
     """Counts the bytes autograd saves for backward (parameters excluded, storages counted once),
-    and the part saved before `boundary` runs: activations nothing trainable needs."""
+    and the part saved before the first of `owners` runs: activations nothing trainable needs."""
 
-    def __init__(self, model: nn.Module, boundary: nn.Module | None) -> None:
+    def __init__(self, model: nn.Module, owners: list[nn.Module]) -> None:
         self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
         self.seen: set[int] = set()
         self.total = self.below = 0
-        self.reached = boundary is None
-        self.handle = boundary.register_forward_pre_hook(self._reach) if boundary is not None else None
+        self.reached = not owners
+        self.handles = [m.register_forward_pre_hook(self._reach) for m in owners]
 
     def _reach(self, *_) -> None:
         self.reached = True
@@ -129,8 +129,8 @@ class SavedTensors:
         return t
 
     def close(self) -> dict[str, float]:
-        if self.handle is not None:
-            self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
         return {"saved_mb": self.total / 2**20, "saved_below_mb": self.below / 2**20}
 
 
@@ -166,7 +166,7 @@ def measure(case: Case) -> dict:
         optimizer.step()
         sync()
 
-    saved = SavedTensors(model, built.boundary)
+    saved = SavedTensors(model, built.trainable_owners)
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
         step()  # the first step also creates the optimiser state
     saved_info = saved.close()

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..backbones import backbone_info
     from ..bench import report, runner
+    from ..fileio import write_atomic
     from ..methods import METHODS as REGISTERED
 
     preset = QUICK if args.quick else DEFAULT
@@ -71,16 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = {m: method_options(args, m) for m in methods}
+    # every registered method by default: leave out the pairs a method says it cannot run on
+    skip = set() if args.method else runner.unsupported(backbones, methods, options)
     cases = runner.cases_for(
         backbones, methods, not args.no_peft, frames, size=args.input_size or preset["size"],
         batch=args.batch_size, grad_checkpointing=args.grad_checkpointing, warmup=args.warmup,
-        repeats=args.repeats or preset["repeats"], device=device, amp=args.amp,
-        options={m: method_options(args, m) for m in methods})
+        repeats=args.repeats or preset["repeats"], device=device, amp=args.amp, options=options, skip=skip)
     command = shlex.join(["vidpeft-bench", *(sys.argv[1:] if argv is None else argv)])
     result = runner.run(cases, command, args.timeout)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report.write_atomic(out / "bench.json", json.dumps(result, indent=2).encode())
+    write_atomic(out / "bench.json", json.dumps(result, indent=2).encode())
     report.plot(result, out / "bench.png")
     print(report.markdown(result))
     print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")

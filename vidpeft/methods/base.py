@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 from torch import nn
 
-from ..backbones.checkpoints import BASE_LAYER, canonical_key
+from ..backbones.checkpoints import canonical_key  # noqa: F401  (the wrapper-name rule, re-exported)
 from ..errors import UnknownOption, UserError
 from ..registry import Registry
 
@@ -65,7 +65,7 @@ def register_method(name: str, config: type[MethodConfig], description: str):
 
 
 class Wrapper(nn.Module):
-    """A module that adds to another, kept as `base_layer` (BASE_LAYER) so backbone keys survive."""
+    """A module that adds to another, kept as `base_layer` (checkpoints.BASE_LAYER) so backbone keys survive."""
 
     def __init__(self, base_layer: nn.Module) -> None:
         super().__init__()
