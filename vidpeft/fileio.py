@@ -30,3 +30,17 @@ def write_atomic(path: Path, data: str | bytes | Callable[[Path], object], tmp_s
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def shipped_or_path(name: str | os.PathLike, folder: Path, what: str) -> Path:
+    """An existing file `name`, or the shipped `folder/NAME.yaml`; else a one-line error listing them."""
+    from .errors import MissingFile
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = folder / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    available = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "(none found)"
+    raise MissingFile(f"no {what} {str(name)!r}: give a YAML file or one of {available}")

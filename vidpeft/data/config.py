@@ -12,7 +12,8 @@ import yaml
 from vidpeft.data.decode import DECODERS
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugment
-from vidpeft.errors import MissingFile, UserError
+from vidpeft.errors import UserError
+from vidpeft.fileio import shipped_or_path
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs"  # -> configs/
 # `test:` keys of a recipe -> DataConfig fields
@@ -118,14 +119,7 @@ def _merge(base: dict, extra: Mapping) -> dict:
 
 def recipe_path(name_or_path: str | Path) -> Path:
     """A recipe file: an existing path, or the name of one under configs/ ('vpetl', 'videomae')."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
-    if candidate.is_file():
-        return candidate
-    available = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-    raise MissingFile(f"no recipe {str(name_or_path)!r}: give a YAML file or one of {', '.join(available) or '(none found)'}")
+    return shipped_or_path(name_or_path, RECIPES_DIR, "recipe")
 
 
 def load_recipe(name_or_path: str | Path, dataset: str | None = None, backbone: str | None = None) -> dict[str, Any]:

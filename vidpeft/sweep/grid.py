@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from . import command
+from ..fileio import shipped_or_path
 
 KEYS = ("root", "backbones", "methods", "datasets", "seeds", "train", "launcher", "slurm")
 DATASET_KEYS = ("root", "train", "generate")
@@ -65,14 +66,7 @@ class Grid:
 
 def find_grid(name: str) -> Path:
     """A grid file path, or the name of a shipped one (configs/sweeps/NAME.yaml)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    shipped = SWEEPS_DIR / f"{name}.yaml"
-    if shipped.is_file():
-        return shipped
-    choices = ", ".join(sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")))
-    raise FileNotFoundError(f"{name}: no such grid file (shipped grids: {choices})")
+    return shipped_or_path(name, SWEEPS_DIR, "grid file")
 
 
 def load_grid(name: str, root: str | None = None, nproc_per_node: int | None = None) -> Grid:
