@@ -100,3 +100,21 @@ def test_fc_norm_and_head_learn_at_full_rate_under_layer_decay():
     assert scale[id(named["fc_norm.weight"])] == scale[id(named["head.weight"])] == 1.0
     assert scale[id(named["blocks.1.mlp.fc1.weight"])] == 0.75 ** (depth - 1)
     assert scale[id(named["patch_embed.proj.weight"])] == 0.75 ** (depth + 1)
+
+
+def test_a_recipe_sets_method_options_per_dataset_and_flags_win(tmp_path):
+    """configs/aim.yaml: AIM's SSv2 settings (vitclip_base_sthv2.py: adapter_scale=1, num_tadapter=2)
+    come from the recipe's methods: entry for ssv2 only; a flag on the command line wins."""
+    from vidpeft.cli import train as train_cli
+
+    (tmp_path / "data").mkdir()
+
+    def options(*flags: str) -> dict:
+        args = train_cli.build_parser().parse_args(
+            ["--backbone", "clip-micro", "--method", "aim", "--recipe", "aim", "--data", str(tmp_path / "data"),
+             "--work-dir", str(tmp_path / "w"), *flags])
+        return train_cli.resolved_config(args)["model"]["options"]
+
+    assert options("--dataset", "ssv2") == {"adapter_scale": 1.0, "temporal_adapter_in": True}
+    assert options("--dataset", "ssv2", "--adapter-scale", "0.7") == {"adapter_scale": 0.7, "temporal_adapter_in": True}
+    assert options("--dataset", "k400") == {}

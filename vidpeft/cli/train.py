@@ -122,8 +122,10 @@ def resolved_config(args: argparse.Namespace) -> dict:
     overrides["train.compile"] = True if args.compile else None
     cfg = resolve(load_recipe(args.recipe, dataset, backbone=args.backbone), overrides, args.set)
     train = TrainConfig.from_recipe(cfg)  # unknown keys and bad values fail here, before any work
+    # the recipe's methods: section (method -> options, e.g. AIM's SSv2 settings); flags win
+    recipe_options = dict((cfg.pop("methods", None) or {}).get(args.method) or {})
     cfg["model"] = {
-        "backbone": args.backbone, "method": args.method, "options": method_options(args),
+        "backbone": args.backbone, "method": args.method, "options": {**recipe_options, **method_options(args)},
         "pretrained": str(Path(args.pretrained).resolve()) if args.pretrained else None,
         # the recipe's backbone: section (per family under backbones:), e.g. the head options
         "backbone_options": {"drop_path_rate": train.drop_path, **(cfg.pop("backbone", None) or {})},
