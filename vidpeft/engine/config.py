@@ -80,6 +80,8 @@ class TrainConfig:
     seed: int = _help(0, "random seed: initialisation, sampling, augmentation, dropout")
     grad_checkpointing: bool = _help(False, "recompute block activations in backward")
     strict: bool = _help(False, "stop at the first unreadable training video")
+    compile: bool = _help(False, "torch.compile the model (--compile)")
+    compile_backend: str = _help("inductor", "torch.compile backend, e.g. inductor or aot_eager")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -142,8 +142,8 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
     if train_cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model.to(device)
-    if train_cfg.get("compile"):
-        compile_model(model, str(train_cfg.get("compile_backend") or "inductor"))
+    if train_cfg.compile:
+        compile_model(model, train_cfg.compile_backend)
     spec_updates = {"pretrained": str(Path(pretrained).resolve()) if pretrained else None,
                     "preprocess": _preprocess(data_cfg)}
 
