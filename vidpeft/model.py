@@ -78,6 +78,19 @@ def _jsonable(options: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
 
 
+def refusal(backbone: str, method: str, **options) -> str | None:
+    """Why `method` cannot attach to `backbone` (the one-line ValueError of its attach), or None.
+    Built on the meta device: no weights, no memory. An option the method lacks still raises."""
+    try:
+        with torch.device("meta"):
+            build_model(backbone, method, 2, **options)
+    except TypeError:  # UnknownOption (an option the method does not have) is a ValueError too
+        raise
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Trainable parameters excluding the head, the head's, and all parameters."""
     head = {id(p) for p in model.head.parameters()}

@@ -16,20 +16,15 @@ WORKER = "vidpeft.bench.worker"
 
 
 def unsupported(backbones: list[str], methods: list[str], options: dict[str, dict]) -> set[tuple[str, str]]:
-    """(backbone, method) pairs whose method refuses the backbone in attach (built on the meta
-    device: no weights), each said on stderr."""
-    import torch
-
-    from ..model import build_model
+    """(backbone, method) pairs whose method refuses the backbone in attach, each said on stderr."""
+    from ..model import refusal
 
     pairs = set()
     for backbone in backbones:
         for method in methods:
-            try:
-                with torch.device("meta"):
-                    build_model(backbone, method, 2, **options.get(method, {}))
-            except ValueError as error:
-                print(f"skipped {backbone} {method}: {error}", file=sys.stderr, flush=True)
+            reason = refusal(backbone, method, **options.get(method, {}))
+            if reason is not None:
+                print(f"skipped {backbone} {method}: {reason}", file=sys.stderr, flush=True)
                 pairs.add((backbone, method))
     return pairs
 

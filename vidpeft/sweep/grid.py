@@ -181,20 +181,13 @@ def _methods(value: Any, where: str) -> list[tuple[str, dict]]:
 
 
 def _refusal(backbone: str, method: str, options: dict, where: str) -> str | None:
-    """Why `method` cannot attach to `backbone` (its one-line ValueError), or None. Built on the meta
-    device: no weights, no memory."""
-    import torch
-
-    from ..model import build_model
+    """Why `method` cannot attach to `backbone`, or None; an option it lacks is an error at `where`."""
+    from ..model import refusal
 
     try:
-        with torch.device("meta"):
-            build_model(backbone, method, 2, **options)
-    except TypeError as error:  # an option the method does not have (UnknownOption is a ValueError too)
+        return refusal(backbone, method, **options)
+    except TypeError as error:
         raise ValueError(f"{where}: {error}") from None
-    except ValueError as error:
-        return str(error)
-    return None
 
 
 def _label(method: str, options: dict) -> str:
