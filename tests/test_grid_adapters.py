@@ -168,12 +168,13 @@ def test_motion_order_benchmark_runs_through_vidpeft_train(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("motion_order", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    bench.main(["--out", str(tmp_path), "--per-class", "4", "--epochs", "1", "--methods", "st-adapter,mona"])
+    bench.main(["--out", str(tmp_path), "--per-class", "4", "--epochs", "1", "--methods", "st-adapter,mona",
+                "--lrs", "1e-3"])
     out = capsys.readouterr().out
     gap = float(out.split("reversed clip)| = ")[1].split()[0])
     assert gap < 5e-6
     rows = [line for line in out.splitlines() if line.startswith("| st-adapter |") or line.startswith("| mona |")]
     assert len(rows) == 2
     for method in ("st-adapter", "mona"):
-        spec = (tmp_path / "runs" / method / "best" / "adapter.json").read_text()
+        spec = (tmp_path / "runs" / f"{method}_lr0.001" / "best" / "adapter.json").read_text()
         assert f'"method": "{method}"' in spec

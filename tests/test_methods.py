@@ -328,29 +328,38 @@ def test_vpt_shallow_carries_prompts_through_every_block_and_pools_patches_only(
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def window_attention_with_prompts(attn, norm1, x: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """The VPT reference's prompted Swin window attention, written out for (B, T, H, W, C) inputs
-    that tile into whole windows: shift, cut windows, put the (normalised) prompts first in every
-    window, attend with the relative position bias and the shift mask (zero for prompt rows and
-    columns), drop the prompt rows, put the windows back, shift back."""
+def window_attention_with_prompts(attn, x: torch.Tensor, prompts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VPT reference's PromptedWindowAttention, written out for (normalised) (B, T, H, W, C) inputs
+    that tile into whole windows: clip windows as large as the grid (then unshifted), shift, cut
+    windows, put the prompts first in every window, attend with the relative position bias and the
+    shift mask (zero for prompt rows and columns), average the prompt rows over the windows, put the
+    windows back, shift back. Returns (grid output, prompt output)."""
     b, t, h, w, c = x.shape
-    (wt, wh, ww), shift = attn.window, attn.shift
-    heads, d = attn.num_heads, attn.head_dim
+    window = [min(size, win) for size, win in zip((t, h, w), attn.window)]
+    shift = [0 if size <= win else s for size, win, s in zip((t, h, w), attn.window, attn.shift)]
+    (wt, wh, ww), heads, d = window, attn.num_heads, attn.head_dim
     n, length = wt * wh * ww, prompts.shape[1]
     shifted = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
     windows = shifted.view(b, t // wt, wt, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 5, 2, 4, 6, 7)
-    windows = windows.reshape(-1, n, c)
-    seq = torch.cat([norm1(prompts).expand(len(windows), -1, -1), windows], dim=1)
+    windows = windows.reshape(b, -1, n, c)
+    num_windows = windows.shape[1]
+    seq = torch.cat([prompts[:, None].expand(-1, num_windows, -1, -1), windows], dim=2).flatten(0, 1)
     q, k, v = attn.qkv(seq).view(len(seq), length + n, 3, heads, d).permute(2, 0, 3, 1, 4)
     logits = q @ k.transpose(-2, -1) / d**0.5  # (rows, heads, L+N, L+N)
     coords = torch.stack(torch.meshgrid(torch.arange(wt), torch.arange(wh), torch.arange(ww), indexing="ij"))
     coords = coords.flatten(1).T
-    rel = coords[:, None] - coords[None] + torch.tensor([wt - 1, wh - 1, ww - 1])
-    index = rel[..., 0] * (2 * wh - 1) * (2 * ww - 1) + rel[..., 1] * (2 * ww - 1) + rel[..., 2]
+    full = attn.window  # the table is indexed for the configured window, clipped windows use its first entries
+    rel = coords[:, None] - coords[None] + torch.tensor([full[0] - 1, full[1] - 1, full[2] - 1])
+    index = rel[..., 0] * (2 * full[1] - 1) * (2 * full[2] - 1) + rel[..., 1] * (2 * full[2] - 1) + rel[..., 2]
+    if window != list(full):
+        big = torch.stack(torch.meshgrid(*(torch.arange(f) for f in full), indexing="ij")).flatten(1).T
+        rel = big[:, None] - big[None] + torch.tensor([f - 1 for f in full])
+        index = (rel[..., 0] * (2 * full[1] - 1) * (2 * full[2] - 1) + rel[..., 1] * (2 * full[2] - 1)
+                 + rel[..., 2])[:n, :n]
     bias = torch.zeros(heads, length + n, length + n)
     bias[:, length:, length:] = attn.relative_position_bias_table[index].permute(2, 0, 1)
     region = torch.zeros(t, h, w, dtype=torch.long)
-    for axis, (size, win, s) in enumerate(zip((t, h, w), attn.window, shift)):
+    for axis, (size, win, s) in enumerate(zip((t, h, w), window, shift)):
         if s:
             bands = torch.zeros(size, dtype=torch.long)
             bands[size - win:size - s], bands[size - s:] = 1, 2
@@ -358,26 +367,66 @@ def window_attention_with_prompts(attn, norm1, x: torch.Tensor, prompts: torch.T
     labels = region.view(t // wt, wt, h // wh, wh, w // ww, ww).permute(0, 2, 4, 1, 3, 5).reshape(-1, n)
     mask = torch.zeros(len(labels), length + n, length + n)
     mask[:, length:, length:] = (labels[:, :, None] != labels[:, None, :]).float() * -100.0
-    logits = logits.view(b, len(labels), heads, length + n, length + n) + bias + mask[:, None]
-    out = (logits.softmax(-1).flatten(0, 1) @ v).transpose(1, 2).reshape(-1, length + n, c)
-    out = attn.proj(out)[:, length:]
-    out = out.view(b, t // wt, h // wh, w // ww, wt, wh, ww, c).permute(0, 1, 4, 2, 5, 3, 6, 7)
-    return torch.roll(out.reshape(b, t, h, w, c), shifts=shift, dims=(1, 2, 3))
+    logits = logits.view(b, num_windows, heads, length + n, length + n) + bias + mask[:, None]
+    out = (logits.softmax(-1).flatten(0, 1) @ v).transpose(1, 2).reshape(b, num_windows, length + n, c)
+    out = attn.proj(out)
+    prompt_out = out[:, :, :length].mean(1)
+    out = out[:, :, length:].reshape(b, t // wt, h // wh, w // ww, wt, wh, ww, c).permute(0, 1, 4, 2, 5, 3, 6, 7)
+    return torch.roll(out.reshape(b, t, h, w, c), shifts=shift, dims=(1, 2, 3)), prompt_out
 
 
-@pytest.mark.parametrize("index", [0, 1])  # an unshifted and a shifted block
-def test_vpt_deep_on_swin_is_the_reference_prompted_window_attention(index):
+def swin_with_prompts(model, x: torch.Tensor, shallow: torch.Tensor | None, deep: list | None) -> torch.Tensor:
+    """The VPT reference's PromptedSwinTransformer forward, written out: prompts beside every block's
+    tokens (replaced by a block's own deep prompts), residuals and MLP on both, patch merging of four
+    prompt copies, final norm and mean over patches and prompts together."""
+    grid = model.patch_embed(x)
+    prompts = None if shallow is None else shallow.expand(len(x), -1, -1)
+    i = 0
+    for stage in model.layers:
+        for block in stage.blocks:
+            if deep is not None:
+                prompts = deep[i].expand(len(x), -1, -1)
+            i += 1
+            attended, attended_prompts = window_attention_with_prompts(block.attn, block.norm1(grid), block.norm1(prompts))
+            grid, prompts = grid + attended, prompts + attended_prompts
+            grid, prompts = grid + block.mlp(block.norm2(grid)), prompts + block.mlp(block.norm2(prompts))
+        if stage.downsample is not None:
+            grid = stage.downsample(grid)
+            merge = stage.downsample
+            prompts = merge.reduction(merge.norm(torch.cat([prompts] * 4, dim=-1)))
+    tokens = torch.cat([prompts, grid.flatten(1, 3)], dim=1)
+    return model.head(model.norm(tokens).mean(1))
+
+
+@pytest.mark.parametrize("mode", ["deep", "shallow"])
+def test_vpt_on_swin_is_the_reference_prompted_swin(mode):
     torch.manual_seed(0)
-    model = vidpeft.build_model("videoswin-micro", "vpt", NUM_CLASSES, prompt_length=3).eval()
-    block = model.layers[0].blocks[index]
-    assert any(block.attn.shift) == bool(index)
+    model = vidpeft.build_model("videoswin-micro", "vpt", NUM_CLASSES, prompt_length=3, vpt_mode=mode).eval()
     with torch.no_grad():
-        block.attn.relative_position_bias_table.normal_(std=1.0)
-        block.attn.qkv.bias.normal_()
-        block.attn.kv_prefix.prompts.mul_(20)  # prompts that weigh in the attention
-        x = torch.randn(2, 4, 8, 8, block.norm1.normalized_shape[0])
-        expected = window_attention_with_prompts(block.attn, block.norm1, x, block.attn.kv_prefix.prompts)
-        torch.testing.assert_close(block.attn(x), expected, rtol=1e-5, atol=1e-5)
+        for name, p in model.named_parameters():
+            if name.endswith(("relative_position_bias_table", "qkv.bias")) or "prompts" in name:
+                p.normal_(std=1.0)  # biases and prompts that weigh in the attention
+        x = clip()
+        shallow = model.extra_tokens.prompts if mode == "shallow" else None
+        deep = [block.extra_tokens.prompts for block in blocks(model)] if mode == "deep" else None
+        expected = swin_with_prompts(model, x, shallow, deep)
+        got = model(x)
+        assert any(block.attn.shift != (0, 0, 0) for block in blocks(model))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        prompt_free = vidpeft.build_model("videoswin-micro", "linear", NUM_CLASSES)
+        prompt_free.load_state_dict(model.state_dict(), strict=False)
+        assert (prompt_free.eval()(x) - got).abs().max() > 1e-2  # the prompts do change the output
+
+
+def test_vpt_shallow_needs_an_extra_token_slot():
+    """A backbone without `extra_tokens` (here one built in the test) is refused in one line, not
+    silently left without prompts."""
+    backbone = torch.nn.Module()
+    backbone.family, backbone.patch_embed = "toy", torch.nn.Module()
+    backbone.patch_embed.proj = torch.nn.Conv3d(3, 8, (2, 4, 4))
+    vpt = vidpeft.METHODS.get("vpt")
+    with pytest.raises(ValueError, match=r"^vpt_mode=shallow needs a backbone with an extra-token slot .* toy has none"):
+        vpt.attach(backbone, vpt.config(vpt_mode="shallow"))
 
 
 def test_vpt_prompts_are_initialised_as_the_reference():
@@ -386,12 +435,6 @@ def test_vpt_prompts_are_initialised_as_the_reference():
     prompts = torch.stack([block.attn.kv_prefix.prompts for block in blocks(model)])
     assert prompts.abs().max() <= bound and prompts.abs().max() > 0.99 * bound
     assert abs(prompts.std().item() - bound / 3**0.5) < 0.02 * bound
-
-
-def test_vpt_shallow_on_swin_is_a_one_line_error(capsys):
-    assert params_cli.main(["--backbone", "videoswin-micro", "--method", "vpt", "--vpt-mode", "shallow"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "vpt_mode=shallow" in err and "use vpt_mode=deep" in err
 
 
 @pytest.mark.parametrize("method, options, message", [
@@ -453,6 +496,8 @@ def test_full_size_counts_of_the_other_rows(capsys):
     params_cli.main(["--backbone", "videomae-b", "--method", "vpt", "--vpt-mode", "shallow", "--prompt-length",
                      "50", "--json"])
     assert json.loads(capsys.readouterr().out)["trainable"] == 50 * 768
+    params_cli.main(["--backbone", "videoswin-b", "--method", "vpt", "--vpt-mode", "shallow", "--json"])
+    assert json.loads(capsys.readouterr().out)["trainable"] == 10 * 128  # at the first stage's width
     params_cli.main(["--backbone", "videoswin-b", "--method", "prefix", "--json"])
     assert json.loads(capsys.readouterr().out)["trainable"] == 16 * 12032 + 3 * 128 * 12032 + 128 * 24 + 2 * 12032
 

@@ -3,7 +3,16 @@
 Window attention goes through SDPA with the relative position bias and the shift mask
 combined into one additive attention mask. Parameter names follow the official release
 (`layers.i.blocks.j`, `layers.i.downsample`), so its checkpoints load after removing the
-`backbone.` prefix; window clipping and the shift mask follow torchvision exactly."""
+`backbone.` prefix; window clipping and the shift mask follow torchvision exactly.
+
+Extra tokens (B, L, C) can ride beside the grid, as the VPT reference's prompted Swin
+(`PromptedSwinTransformer`) carries its prompts: in every block they are put first in every
+window (zero relative bias, never masked), their attention outputs are averaged over the
+windows (padded windows included) and they go through the residuals and the MLP like patch
+tokens, skipping the blocks' method slots; patch merging concatenates four copies of each
+before its norm and reduction; the final mean pools them with the patch tokens. They come
+from `model.extra_tokens` (once, before the first block) or a block's `extra_tokens`, which
+replaces the incoming ones (deep prompts)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -13,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.layers import (
-    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks,
+    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv,
     size_factory, stochastic_depth_rates,
 )
 
@@ -101,7 +110,8 @@ class WindowAttention3d(nn.Module):
         kv = self.qkv(tokens).view(n, length, 3, self.num_heads, self.head_dim)[:, :, 1:]
         return kv.permute(2, 0, 3, 1, 4).unbind(0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None):
+        """(B, T, H, W, C) -> the same; with extra tokens (B, L, C) -> (grid, extra tokens' outputs)."""
         b, t, h, w, c = x.shape
         window, shift = clip_window((t, h, w), self.window, self.shift)
         pad = [(-s) % win for s, win in zip((t, h, w), window)]
@@ -116,11 +126,18 @@ class WindowAttention3d(nn.Module):
         qkv = self.qkv(windows).view(b, num_windows, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, d)
         mask = self.attention_mask(window, shift, padded, x)
+        length = 0 if extra is None else extra.shape[1]
+        if length:  # the extra tokens first in every window, as queries, keys and values
+            shared = self.qkv(extra).view(b, 1, length, 3, self.num_heads, self.head_dim).permute(3, 0, 1, 4, 2, 5)
+            q, k, v = (torch.cat((e.expand(-1, num_windows, -1, -1, -1), z), dim=3)
+                       for e, z in zip(shared.unbind(0), (q, k, v)))
+            mask = F.pad(mask, (length, 0, length, 0))
+            n += length
         if self.kv_prefix is not None:
-            k, v, extra = prefix_kv(self.kv_prefix, rows, k.flatten(0, 1), v.flatten(0, 1))
-            k = k.view(b, num_windows, self.num_heads, n + extra, self.head_dim)
-            v = v.view(b, num_windows, self.num_heads, n + extra, self.head_dim)
-            mask = F.pad(mask, (0, extra))  # prefix columns: zero bias, never masked
+            k, v, prefix = prefix_kv(self.kv_prefix, rows, k.flatten(0, 1), v.flatten(0, 1))
+            k = k.view(b, num_windows, self.num_heads, n + prefix, self.head_dim)
+            v = v.view(b, num_windows, self.num_heads, n + prefix, self.head_dim)
+            mask = F.pad(mask, (0, prefix))  # prefix columns: zero bias, never masked
         if mask.dim() == 4:
             # a per-window mask (nW, heads, N, N'): windows join the head axis so that the 4-D mask
             # broadcasts over the batch and SDPA can take its fused kernel (it needs 4-D inputs)
@@ -130,13 +147,16 @@ class WindowAttention3d(nn.Module):
             q, k, v = (z.flatten(0, 1) for z in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(0))
         out = out.reshape(b, num_windows, self.num_heads, n, self.head_dim)
+        if length:  # proj is affine, so averaging before it equals the reference's average after it
+            extra_out = self.proj(out[:, :, :, :length].mean(1).transpose(1, 2).reshape(b, length, c))
+            out, n = out[:, :, :, length:], n - length
         out = self.proj(out.transpose(2, 3).reshape(rows, n, c))
         x = unpartition(out, window, padded)
         if any(shift):
             x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
         if any(pad):
             x = x[:, :t, :h, :w].contiguous()
-        return x
+        return x if extra is None else (x, extra_out)
 
 
 class PatchMerging(nn.Module):
@@ -154,6 +174,10 @@ class PatchMerging(nn.Module):
         x = torch.cat([x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], -1)
         return self.reduction(self.norm(x))
 
+    def merge_extra(self, extra: torch.Tensor) -> torch.Tensor:
+        """Extra tokens (B, L, C) -> (B, L, 2C): four copies side by side, as the VPT reference merges prompts."""
+        return self.reduction(self.norm(extra.repeat(1, 1, 4)))
+
 
 class PatchEmbed3d(nn.Module):
     def __init__(self, patch: Size3, in_chans: int, dim: int) -> None:
@@ -166,14 +190,46 @@ class PatchEmbed3d(nn.Module):
         return self.norm(self.proj(x).permute(0, 2, 3, 4, 1))
 
 
+class SwinBlock(TransformerBlock):
+    """A TransformerBlock that can carry extra tokens beside its grid (see the module's docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_tokens: nn.Module | None = None  # called with the grid: (1 or B, L, C) replacing the carried ones
+
+    def carry(self, x: torch.Tensor, extra: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.extra_tokens is not None:
+            extra = self.extra_tokens(x).to(x.dtype).expand(len(x), -1, -1)
+        if extra is None:
+            return self(x), None
+        x = self.pre_attn(x)
+        attended, attended_extra = self.attn(self.norm1(x), self.norm1(extra))
+        keep = self.drop_path(x.new_ones(len(x), 1, 1))  # one draw per sample for its grid and its extra tokens
+        x, extra = self.post_attn(x + attended * keep[..., None, None]), extra + attended_extra * keep
+        keep = self.drop_path(x.new_ones(len(x), 1, 1))
+        x = self.post_mlp(x + self.mlp(self.norm2(x)) * keep[..., None, None])
+        return x, extra + self.mlp(self.norm2(extra)) * keep
+
+
 class Stage(nn.Module):
-    def __init__(self, blocks: list[TransformerBlock], downsample: nn.Module | None) -> None:
+    def __init__(self, blocks: list[SwinBlock], downsample: nn.Module | None) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.downsample = downsample
         self.token_layout = TokenLayout(channels_last=True)  # the stage's grid, after the previous merging
         for blk in blocks:
             blk.token_layout = self.token_layout
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None, checkpointing: bool):
+        """The stage's blocks, then its patch merging: (grid, extra tokens or None) -> the same."""
+        self.token_layout.grid = tuple(x.shape[1:4])
+        use_cp = checkpointing and torch.is_grad_enabled()
+        for blk in self.blocks:
+            x, extra = (torch.utils.checkpoint.checkpoint(blk.carry, x, extra, use_reentrant=False) if use_cp
+                        else blk.carry(x, extra))
+        if self.downsample is not None:
+            x, extra = self.downsample(x), None if extra is None else self.downsample.merge_extra(extra)
+        return x, extra
 
 
 class VideoSwin(VideoClassifier):
@@ -206,8 +262,8 @@ class VideoSwin(VideoClassifier):
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             dim = embed_dim * 2**i
             blocks = [
-                TransformerBlock(dim, WindowAttention3d(dim, heads, window_size, shift_size if j % 2 else (0, 0, 0)),
-                                 mlp_ratio, next(rates))
+                SwinBlock(dim, WindowAttention3d(dim, heads, window_size, shift_size if j % 2 else (0, 0, 0)),
+                          mlp_ratio, next(rates))
                 for j in range(depth)
             ]
             self.layers.append(Stage(blocks, PatchMerging(dim) if i < len(depths) - 1 else None))
@@ -216,12 +272,13 @@ class VideoSwin(VideoClassifier):
         self.head_drop = nn.Dropout(head_drop)
         self.head = nn.Linear(self.num_features, num_classes)
         self.token_grid: tuple[int, int, int] | None = None
+        self.extra_tokens: nn.Module | None = None  # called with the embedded grid: (1 or B, L, C) to carry
         self.grad_checkpointing = False
         self.apply(init_linear)
         self.configure_head(head_norm, head_init_std, head_init_scale)
 
     @property
-    def blocks(self) -> list[TransformerBlock]:
+    def blocks(self) -> list[SwinBlock]:
         """Every transformer block of every stage, in order (a plain list: not registered twice)."""
         return [blk for stage in self.layers for blk in stage.blocks]
 
@@ -229,12 +286,13 @@ class VideoSwin(VideoClassifier):
         check_divisible(x, self.patch_embed.patch_size, "VideoSwin")
         x = self.patch_embed(x)  # (B, T', H', W', C)
         self.token_grid = tuple(x.shape[1:4])
+        extra = None if self.extra_tokens is None else self.extra_tokens(x).to(x.dtype).expand(len(x), -1, -1)
         for stage in self.layers:
-            stage.token_layout.grid = tuple(x.shape[1:4])
-            x = run_blocks(stage.blocks, x, self.grad_checkpointing)
-            if stage.downsample is not None:
-                x = stage.downsample(x)
-        return self.norm(x).mean(dim=(1, 2, 3))
+            x, extra = stage(x, extra, self.grad_checkpointing)
+        if extra is None:
+            return self.norm(x).mean(dim=(1, 2, 3))
+        tokens = x.shape[1] * x.shape[2] * x.shape[3] + extra.shape[1]  # the reference pools its prompts too
+        return (self.norm(x).sum(dim=(1, 2, 3)) + self.norm(extra).sum(dim=1)) / tokens
 
     def final_norm(self) -> nn.Module:
         return self.norm

@@ -1,20 +1,23 @@
 """VPT, visual prompt tuning (Jia et al. 2022): learned prompt tokens, shallow or deep.
 
-- deep (default): a fresh set of L prompts before every block whose outputs are dropped
-  after it. Patch tokens see a block's prompts only as keys and values, so each prompt set
-  is fed to its block's attention as a key/value prefix (`attn.kv_prefix`), projected
-  through the block's own frozen norm1 and qkv (`attn.project_kv`, VideoMAE's q/v biases
-  included): the same result as concatenating, attending and dropping, without computing
-  the prompts' queries and MLP. On Video Swin every window attends to its block's prompts
-  (zero relative bias, never masked), as in the VPT reference's Swin variant; each stage's
-  prompts have that stage's width.
 - shallow: L prompts put first in the token sequence once, before the first block, and
-  carried through every block (`model.extra_tokens`); they take no part in the mean
-  pooling. It needs a backbone with a token sequence (VideoMAE): Video Swin's blocks work
-  on a (T, H, W) grid.
+  carried through every block (`model.extra_tokens`).
+- deep (default): a fresh set of L prompts before every block (each stage's at its width).
+On VideoMAE and the image models the prompts take no part in the mean pooling, and a deep
+block's prompts are fed to its attention as a key/value prefix (`attn.kv_prefix`), projected
+through the block's own frozen norm1 and qkv (`attn.project_kv`, VideoMAE's q/v biases
+included): the same result as concatenating, attending and dropping their outputs, without
+computing the prompts' queries and MLP.
+On Video Swin, whose blocks carry extra tokens beside the grid (`block.extra_tokens`), the
+prompts follow the VPT reference's Swin variant (PromptedSwinTransformer): in every block
+they join every window (zero relative bias, never masked) and are updated by the window
+average of their attention outputs and by the MLP; patch merging passes each prompt on as
+four copies through its norm and reduction; deep prompts replace the carried ones before
+every block; the final mean pools the last prompts with the patch tokens.
 Init as the reference: uniform(-v, v), v = sqrt(6 / (fan_in of a patch + width)), a
 Xavier-uniform bound from the patch embedding's fan-in. Default L = 10: ViT-B deep
-12 x 10 x 768 = 92,160 parameters, shallow 7,680.
+12 x 10 x 768 = 92,160 parameters, shallow 7,680; Swin-B deep 10 x 12,032 (the sum of its
+24 blocks' widths) = 120,320, shallow 1,280.
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ class Prompts(nn.Module):
         return self.dropout(self.prompts)
 
 
-class DeepPrompts(Prompts):
+class PrefixPrompts(Prompts):
     """A block's prompts as its attention's key/value prefix (the `kv_prefix(rows)` slot)."""
 
     def __init__(self, block: nn.Module, length: int, bound: float, dropout: float) -> None:
@@ -76,10 +79,13 @@ def attach(model: nn.Module, cfg: VPTConfig) -> None:
     bound = init_bound(model)
     if cfg.vpt_mode == "shallow":
         if not hasattr(model, "extra_tokens"):
-            raise ValueError(f"vpt_mode=shallow needs a backbone with a token sequence; {model.family} keeps "
-                             "a (T, H, W) grid: use vpt_mode=deep")
+            raise ValueError(f"vpt_mode=shallow needs a backbone with an extra-token slot (model.extra_tokens); "
+                             f"{model.family} has none: use vpt_mode=deep")
         model.extra_tokens = Prompts(cfg.prompt_length, model.patch_embed.proj.out_channels, bound,
                                      cfg.prompt_dropout)
         return
     for block in blocks(model):
-        block.attn.kv_prefix = DeepPrompts(block, cfg.prompt_length, bound, cfg.prompt_dropout)
+        if hasattr(block, "extra_tokens"):  # blocks that carry extra tokens take the reference's prompted path
+            block.extra_tokens = Prompts(cfg.prompt_length, block_width(block), bound, cfg.prompt_dropout)
+        else:
+            block.attn.kv_prefix = PrefixPrompts(block, cfg.prompt_length, bound, cfg.prompt_dropout)
