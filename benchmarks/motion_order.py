@@ -1,6 +1,6 @@
 """Direction of motion on a backbone that ignores frame order: which adapters learn it, through vidpeft-train.
 
-    python benchmarks/motion_order.py [--out motion_out --per-class 100 --epochs 10 --input-size 32
+    python benchmarks/motion_order.py [--out motion_out --per-class 100 --epochs 20 --input-size 32 --lrs 1e-3,3e-3
                                        --methods linear,adaptformer,st-adapter,mona,mona-3d]
 
 1. Generates a raw Kinetics-layout dataset of two classes, an object moving right or left (the plain
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="motion_out", help="working folder (default ./motion_out)")
     parser.add_argument("--per-class", type=int, default=100, help="videos per direction (70%% train)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--input-size", type=int, default=32, help="crop size in pixels")
     parser.add_argument("--methods", default="linear,adaptformer,st-adapter,mona,mona-3d",
                         help="comma-separated; mona-3d = mona with --mona-conv 3d")
