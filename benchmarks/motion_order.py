@@ -3,7 +3,7 @@
     python benchmarks/motion_order.py [--out motion_out --per-class 100 --epochs 20 --input-size 32 --lrs 1e-3,3e-3
                                        --methods linear,adaptformer,st-adapter,mona,mona-3d]
 
-1. Generates a raw Kinetics-layout dataset of two classes, an object moving right or left (the plain
+1. Generates a raw Kinetics-layout dataset of two classes (`--motions`), an object moving right or left (the plain
    style: a flat object on a flat background, random size, start and speed, so only the direction
    tells them apart; 44x32 px, 32 frames), and prepares it with vidpeft-prep.
 2. Writes a "pretrained" Video Swin micro checkpoint that cannot see frame order: random weights
@@ -35,14 +35,14 @@ from vidpeft.model import build_model
 from vidpeft.synthetic import make_dataset
 
 BACKBONE = "videoswin-micro"
-MOTIONS = ("right", "left")
+MOTIONS = ("right", "left")  # the default task: the same motion, in opposite directions
 EXTRA_FLAGS = {"mona-3d": ["--method", "mona", "--mona-conv", "3d"]}  # method name -> its vidpeft-train flags
 
 
 def order_blind_checkpoint(path: Path) -> float:
     """Save the frame-order-blind backbone; return its max |features(clip) - features(reversed clip)|."""
     torch.manual_seed(0)
-    model = build_model(BACKBONE, "full", len(MOTIONS)).eval()
+    model = build_model(BACKBONE, "full", 2).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("relative_position_bias_table"):
@@ -95,11 +95,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="comma-separated; mona-3d = mona with --mona-conv 3d")
     parser.add_argument("--lrs", default="1e-3,3e-3",
                         help="comma-separated AdamW learning rates tried for every method (best on val kept)")
+    parser.add_argument("--motions", default=",".join(MOTIONS),
+                        help="comma-separated classes of vidpeft.synthetic (e.g. right,up: an axis of motion, which "
+                             "the order-blind backbone sees without frame order)")
     args = parser.parse_args(argv)
+    motions = tuple(args.motions.split(","))
     out = Path(args.out).resolve()
     started = time.perf_counter()
     if not (out / "data" / "test.csv").is_file():
-        make_dataset("k400", out / "raw", motions=MOTIONS, per_class=args.per_class, size=(44, 32),
+        make_dataset("k400", out / "raw", motions=motions, per_class=args.per_class, size=(44, 32),
                      frames=32, seed=4, plain=True)
         assert prep_cli.main(["k400", "--src", str(out / "raw"), "--out", str(out / "data"),
                               "--short-side", "0", "--no-progress"]) in (0, None)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         runs = [train_one(method, float(lr), out, args) for lr in args.lrs.split(",")]
         results[method] = max(runs, key=lambda run: run["val_top1"])
     minutes = (time.perf_counter() - started) / 60
-    print(f"\n{BACKBONE}, order-blind weights; {len(MOTIONS)} directions (chance {100 / len(MOTIONS):.0f}%), "
+    print(f"\n{BACKBONE}, order-blind weights; motions {', '.join(motions)} (chance {100 / len(motions):.0f}%), "
           f"{args.per_class} videos each, 8 frames of {args.input_size} px, {args.epochs} epochs, AdamW lr in {args.lrs}; "
           f"{minutes:.1f} min\n")
     print("| method | lr (best val) | val top-1 | test top-1 | test videos |\n|---|--:|--:|--:|--:|")
