@@ -153,10 +153,12 @@ def test_outputs_are_0644_and_logs_hold_no_progress_bars(reference):
 
 def test_ctrl_c_is_one_line_saying_how_to_resume(data, tmp_path):
     work = tmp_path / "run"
-    # many epochs: on an idle machine a two-epoch run can finish before the interrupt arrives
-    proc = subprocess.Popen([str(BIN / "vidpeft-train"), *TINY, "--epochs", "50", "--data", str(data), "--work-dir",
+    # SIGINT back to its default in the child: a test run started in the background of a non-interactive
+    # shell (as CI may) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    proc = subprocess.Popen([str(BIN / "vidpeft-train"), *TINY, *EPOCHS, "--data", str(data), "--work-dir",
                              str(work), "--num-workers", "2"], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for_first_epoch(proc, work)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group, workers included
     out, err = proc.communicate(timeout=120)
