@@ -346,16 +346,10 @@ def window_attention_with_prompts(attn, x: torch.Tensor, prompts: torch.Tensor) 
     seq = torch.cat([prompts[:, None].expand(-1, num_windows, -1, -1), windows], dim=2).flatten(0, 1)
     q, k, v = attn.qkv(seq).view(len(seq), length + n, 3, heads, d).permute(2, 0, 3, 1, 4)
     logits = q @ k.transpose(-2, -1) / d**0.5  # (rows, heads, L+N, L+N)
-    coords = torch.stack(torch.meshgrid(torch.arange(wt), torch.arange(wh), torch.arange(ww), indexing="ij"))
-    coords = coords.flatten(1).T
-    full = attn.window  # the table is indexed for the configured window, clipped windows use its first entries
-    rel = coords[:, None] - coords[None] + torch.tensor([full[0] - 1, full[1] - 1, full[2] - 1])
-    index = rel[..., 0] * (2 * full[1] - 1) * (2 * full[2] - 1) + rel[..., 1] * (2 * full[2] - 1) + rel[..., 2]
-    if window != list(full):
-        big = torch.stack(torch.meshgrid(*(torch.arange(f) for f in full), indexing="ij")).flatten(1).T
-        rel = big[:, None] - big[None] + torch.tensor([f - 1 for f in full])
-        index = (rel[..., 0] * (2 * full[1] - 1) * (2 * full[2] - 1) + rel[..., 1] * (2 * full[2] - 1)
-                 + rel[..., 2])[:n, :n]
+    full = attn.window  # the table is indexed for the configured window; a clipped window uses its first entries
+    coords = torch.stack(torch.meshgrid(*(torch.arange(f) for f in full), indexing="ij")).flatten(1).T
+    rel = coords[:, None] - coords[None] + torch.tensor([f - 1 for f in full])
+    index = (rel[..., 0] * (2 * full[1] - 1) * (2 * full[2] - 1) + rel[..., 1] * (2 * full[2] - 1) + rel[..., 2])[:n, :n]
     bias = torch.zeros(heads, length + n, length + n)
     bias[:, length:, length:] = attn.relative_position_bias_table[index].permute(2, 0, 1)
     region = torch.zeros(t, h, w, dtype=torch.long)
