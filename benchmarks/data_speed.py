@@ -10,17 +10,22 @@ Kinetics) and SSv2-like 426x240 (SSv2's own size), encoded with libx264 crf 23 v
 vidpeft-prep does. The training pipeline is the recipe's (`vpetl`: multi-scale crop;
 `videomae`: random resized crop + RandAugment + random erasing).
 
-Every figure is a median over `--rounds` rounds, and the settings compared with each other
+Every rate is a median over `--rounds` rounds, and the settings compared with each other
 (decoders; vidpeft and mmaction2) alternate within each round, in reversed order every other
-round, so they see the same load; ratios are taken from those medians. Each measurement builds
+round, so they see the same load; a ratio is the median of the ratios within each round. Each measurement builds
 a fresh loader, draws one warm-up batch (worker start-up), then times `--batches` batches.
 
 mmaction2 (`--mmaction`, on by default when it is installed): the train_pipeline of
 configs/mmaction/_base_/ssv2_vpetl.py (DecordInit, SampleFrames 8x4, DecordDecode, Resize to
 short side 256, MultiScaleCrop, Resize 224x224, FormatShape, PackActionInputs) on the same
-videos, batch size, workers and sampler, collated by mmengine's pseudo_collate. It delivers
-uint8 clips and normalises them later in the model's data preprocessor (on the GPU); vidpeft
-delivers normalised float32 clips, so the comparison does not favour vidpeft.
+videos, batch size, workers and sampler, collated by mmengine's pseudo_collate. Both decode the
+same frames: SampleFrames is given the indices vidpeft's dataset draws for the same (epoch,
+index), since the cost of decoding a clip depends on its distance from the keyframe before it
+(up to 250 frames at x264's default keyint), which would otherwise make the ratio a matter of
+which random clips each side drew. Both deliver uint8
+clips, as vidpeft-train's loader does, and normalise them later on the training device
+(mmaction2's data preprocessor, vidpeft's ClipNormalizer); mmaction2's batch stays a list of
+clips, vidpeft's is stacked.
 
 Next to them: the training step rate of `--backbone` with `--method` (forward, backward and
 AdamW step on random clips of the pipeline's shape, bf16 autocast as vidpeft-train uses on
@@ -85,33 +90,54 @@ def measure_loader(loader: DataLoader, batches: int) -> float:
     return clips / elapsed
 
 
-def alternate(makers: dict[str, Callable[[], DataLoader]], rounds: int, batches: int) -> dict[str, float]:
-    """Median clips/s of each loader, measured in turn in every round (order reversed every
-    other round, so that neither always runs first)."""
+def alternate(makers: dict[str, Callable[[], DataLoader]], rounds: int, batches: int) -> dict[str, list[float]]:
+    """clips/s of each loader in every round, measured in turn (order reversed every other
+    round, so that neither always runs first)."""
     rates: dict[str, list[float]] = {name: [] for name in makers}
     for i in range(rounds):
         for name in (list(makers) if i % 2 == 0 else list(makers)[::-1]):
             rates[name].append(measure_loader(makers[name](), batches))
-    return {name: statistics.median(values) for name, values in rates.items()}
+    return rates
+
+
+def paired_ratio(rates: dict[str, list[float]], name: str, to: str) -> float:
+    """Median over rounds of the ratio measured within each round (cancels the machine's drift
+    between rounds, which on a shared VM is larger than the differences measured)."""
+    return statistics.median(a / b for a, b in zip(rates[name], rates[to]))
 
 
 class MMActionDataset(Dataset):
-    """mmaction2's train pipeline over vidpeft Samples, keyed like VideoDataset (epoch, index)."""
+    """mmaction2's train pipeline over vidpeft Samples, keyed like VideoDataset (epoch, index).
+    With `indices_from` (a training VideoDataset), its SampleFrames step is replaced by the frame
+    indices that dataset decodes for the same key, so that both pipelines decode the same clips
+    (the decoding cost depends on how far a clip lies from the keyframe before it)."""
 
-    def __init__(self, samples: list[Sample], pipeline: list[dict]) -> None:
+    def __init__(self, samples: list[Sample], pipeline: list[dict], indices_from: VideoDataset | None = None) -> None:
         import vidpeft.mmaction  # noqa: F401  (mmaction2 1.2.0's fixes on a current stack)
         from mmaction.registry import TRANSFORMS
         from mmengine.dataset import Compose
 
-        self.samples = samples
-        self.pipeline = Compose([TRANSFORMS.build(step) for step in pipeline])
+        self.samples, self.indices_from = samples, indices_from
+        steps = [TRANSFORMS.build(step) for step in pipeline]
+        split = next(i for i, step in enumerate(pipeline) if step["type"] == "SampleFrames")
+        self.opening = Compose(steps[:split])
+        self.sampling = Compose(steps[split:split + 1])
+        self.rest = Compose(steps[split + 1:])
+        self.clip_shape = {k: pipeline[split][k] for k in ("clip_len", "frame_interval", "num_clips")}
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
-        sample = self.samples[key[1]]
-        return self.pipeline(dict(filename=str(sample.path), label=sample.label, start_index=0, modality="RGB"))
+        epoch, index = key
+        sample = self.samples[index]
+        results = self.opening(dict(filename=str(sample.path), label=sample.label, start_index=0, modality="RGB"))
+        if self.indices_from is None:
+            results = self.sampling(results)
+        else:
+            seed = self.indices_from.item_seed(epoch, index)
+            results.update(self.clip_shape, frame_inds=self.indices_from.train_indices(results["total_frames"], seed).astype(np.int32))
+        return self.rest(results)
 
 
 def mmaction_pipeline(frames: int, stride: int, size: int) -> list[dict]:
@@ -184,7 +210,7 @@ def run(args: argparse.Namespace, model_rate: Callable[[DataConfig, int], float]
                 result["vs_mmaction2"][kind] = versus_mmaction(samples, base, args)
     result["load_after"] = os.getloadavg()
     fastest = fastest_decoder(result["decoders"])
-    print(f"\nfastest decoder (median over kinds and worker counts of its rate relative to the others): {fastest}")
+    print(f"\nfastest decoder (median over kinds and worker counts of its in-round ratio to the first): {fastest}")
     result["fastest_decoder"] = fastest
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -198,12 +224,13 @@ def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], 
           + f"  {'ratio to ' + decoders[0]:>24}" + ("  loader/model (per decoder)" if model else ""))
     table = {}
     for count in workers:
-        datasets = {d: VideoDataset(samples, "train", base.override(decoder=d)) for d in decoders}
+        datasets = {d: VideoDataset(samples, "train", base.override(decoder=d), pixels=True) for d in decoders}
         makers = {d: (lambda ds=ds, n=count: build_loader(ds, args.batch_size, shuffle=True, num_workers=n, seed=0))
                   for d, ds in datasets.items()}
-        rates = alternate(makers, args.rounds, args.batches)
-        table[count] = rates
-        ratios = " ".join(f"{rates[d] / rates[decoders[0]]:.2f}x" for d in decoders[1:])
+        rounds = alternate(makers, args.rounds, args.batches)
+        rates = {d: statistics.median(values) for d, values in rounds.items()}
+        table[count] = {**rates, "ratio_to_first": {d: paired_ratio(rounds, d, decoders[0]) for d in decoders[1:]}}
+        ratios = " ".join(f"{table[count]['ratio_to_first'][d]:.2f}x" for d in decoders[1:])
         line = f"{count:7d} " + " ".join(f"{rates[d]:11.2f}" for d in decoders) + f"  {ratios:>24}"
         if model:
             line += "  " + " ".join(f"{rates[d] / model:.2f}" for d in decoders)
@@ -213,27 +240,30 @@ def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], 
 
 def versus_mmaction(samples: list[Sample], base: DataConfig, args: argparse.Namespace) -> dict:
     """vidpeft's training pipeline (decord) against mmaction2's on the same videos, alternating."""
-    ours = VideoDataset(samples, "train", base.override(decoder="decord"))
-    theirs = MMActionDataset(samples, mmaction_pipeline(base.frames, base.stride, base.input_size))
+    ours = VideoDataset(samples, "train", base.override(decoder="decord"), pixels=True)
+    theirs = MMActionDataset(samples, mmaction_pipeline(base.frames, base.stride, base.input_size), indices_from=ours)
     out = {}
     for count in sorted({0, 2} | {c for c in worker_counts(args.workers) if c > 2}):
-        rates = alternate({
+        rounds = alternate({
             "vidpeft": lambda n=count: build_loader(ours, args.batch_size, shuffle=True, num_workers=n, seed=0),
             "mmaction2": lambda n=count: mmaction_loader(theirs, args.batch_size, n),
         }, args.rounds, args.batches)
-        out[count] = {**rates, "ratio": rates["vidpeft"] / rates["mmaction2"]}
+        rates = {name: statistics.median(values) for name, values in rounds.items()}
+        out[count] = {**rates, "ratio": paired_ratio(rounds, "vidpeft", "mmaction2"), "rounds": rounds}
         print(f"vidpeft vpetl pipeline / mmaction2 1.2 ({count} workers): {out[count]['ratio']:.2f}x "
               f"({rates['vidpeft']:.2f} vs {rates['mmaction2']:.2f} clips/s; {load_line()})", flush=True)
     return out
 
 
 def fastest_decoder(tables: dict) -> str:
-    scores = {}
+    """The decoder with the highest median (over kinds and worker counts) paired ratio to the first."""
+    scores: dict[str, list[float]] = {}
     for table in tables.values():
-        for rates in table.values():
-            best = max(rates.values())
-            for decoder, rate in rates.items():
-                scores.setdefault(decoder, []).append(rate / best)
+        for row in table.values():
+            first = next(iter(row))
+            scores.setdefault(first, []).append(1.0)
+            for decoder, ratio in row["ratio_to_first"].items():
+                scores.setdefault(decoder, []).append(ratio)
     return max(scores, key=lambda d: statistics.median(scores[d]))
 
 

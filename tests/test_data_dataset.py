@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from vidpeft.data import DataConfig, VideoDataset, VideoReadError, build_loader, read_annotations
+from vidpeft.data import ClipNormalizer, DataConfig, VideoDataset, VideoReadError, build_loader, read_annotations
 from vidpeft.data.decode import DecoderUnavailable, available_decoders
 from vidpeft.data.pattern_video import counter_frames, frame_number, red_level, write_video
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -107,6 +107,28 @@ def test_loader_is_reproducible_and_reports_unreadable(data_root):
     assert same(epochs(resumed, 1), reference[1:])
     other = VideoDataset(dataset.samples, "train", config(), seed=2)
     assert not same(epochs(build_loader(other, batch_size=2, shuffle=True, seed=5), 1), reference[:1])
+
+
+@pytest.mark.parametrize("erasing", [0.0, 1.0])
+def test_pixel_batches_normalised_on_the_device_are_the_normalised_batches(data_root, erasing):
+    """vidpeft-train's loader (pixels=True, 2 workers) hands over uint8 crops and ClipNormalizer
+    normalises them: exactly the float batches of the default dataset. With random erasing
+    (which needs normalised values) the clips come normalised and pass unchanged."""
+    samples = read_annotations(data_root / "train.csv")
+    cfg = config(random_erasing=erasing)
+    floats = epochs(build_loader(VideoDataset(samples, "train", cfg, seed=1), batch_size=2, shuffle=True), 1)[0]
+    pixels = epochs(build_loader(VideoDataset(samples, "train", cfg, seed=1, pixels=True), batch_size=2,
+                                 shuffle=True, num_workers=2), 1)[0]
+    normalizer = ClipNormalizer(IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
+    for (clips, *rest), (raw, *raw_rest) in zip(floats, pixels):
+        if clips is None:  # the broken video alone in a batch
+            assert raw is None and rest == raw_rest
+            continue
+        assert raw.dtype == (torch.uint8 if erasing == 0 else torch.float32) and rest == raw_rest
+        assert torch.equal(normalizer(raw), clips)
+        if erasing == 0:
+            assert torch.equal(clips, (raw.float() / 255 - mean) / std)
 
 
 def test_a_missing_decoder_is_one_error_when_the_dataset_is_built(data_root, monkeypatch):

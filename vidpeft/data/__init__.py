@@ -4,9 +4,10 @@ from vidpeft.data.config import DataConfig, load_recipe, recipe_path
 from vidpeft.data.dataset import Batch, EpochSampler, VideoDataset, build_loader, collate
 from vidpeft.data.decode import DECODERS, VideoReadError, VideoReader, open_video
 from vidpeft.data.mixup import VideoMixup
+from vidpeft.data.transforms import ClipNormalizer
 
 __all__ = [
-    "AnnotationError", "Batch", "DECODERS", "DataConfig", "EpochSampler", "Sample", "VideoDataset",
+    "AnnotationError", "Batch", "ClipNormalizer", "DECODERS", "DataConfig", "EpochSampler", "Sample", "VideoDataset",
     "VideoMixup", "VideoReadError", "VideoReader", "build_loader", "collate", "load_recipe", "open_video",
     "read_annotations", "recipe_path",
 ]

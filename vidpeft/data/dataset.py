@@ -1,7 +1,9 @@
 """VideoDataset (decode -> sample -> transform) and its DataLoader.
 
 Items:
-- train: `(clip (3, T, S, S) float32, label, index)`; with `repeated_aug` R > 1, `(clips (R, 3, T,
+- train: `(clip (3, T, S, S) float32, label, index)`, or with `pixels=True` (vidpeft-train) the
+  uint8 crop, which the trainer normalises on its device with ClipNormalizer (float32 still
+  when random erasing is on, since it works on normalised values); with `repeated_aug` R > 1, `(clips (R, 3, T,
   S, S), label, index)`: R augmentations of one decoded clip (VideoMAE's repeated augmentation),
   which `collate(..., repeated=True)` puts into the batch one after another
 - val/test: `(views (V, 3, T, S, S) float32, label, index)` with V = clips × crops in
@@ -28,7 +30,7 @@ from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
@@ -50,7 +52,7 @@ class Batch(NamedTuple):
 class VideoDataset(Dataset):
     def __init__(
         self, samples: Sequence[Sample], mode: str = "train", cfg: DataConfig | None = None,
-        seed: int = 0, strict: bool = False,
+        seed: int = 0, strict: bool = False, pixels: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -60,7 +62,7 @@ class VideoDataset(Dataset):
         self.seed = seed
         self.strict = strict
         check_decoder(self.cfg.decoder)  # a missing decoder is one error here, not one per video
-        self.transform = TrainTransform(self.cfg) if mode == "train" else MultiViewTransform(self.cfg)
+        self.transform = TrainTransform(self.cfg, pixels) if mode == "train" else MultiViewTransform(self.cfg)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -69,7 +71,7 @@ class VideoDataset(Dataset):
         """`key` is an index, or `(epoch, index)` as the loader's EpochSampler yields."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         sample = self.samples[index]
-        item_seed = int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
+        item_seed = self.item_seed(epoch, index)
         try:
             frames, clips = self._decode(sample.path, item_seed)
         except VideoReadError as error:
@@ -86,12 +88,16 @@ class VideoDataset(Dataset):
                     return torch.stack([self.transform(frames) for _ in range(self.cfg.repeated_aug)]), sample.label, index
                 return self.transform(frames), sample.label, index
 
+    def item_seed(self, epoch: int, index: int) -> int:
+        """The seed of all random draws of item `index` in `epoch`."""
+        return int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0])
+
     def _decode(self, path, item_seed: int) -> tuple[torch.Tensor, int]:
         """The frames of an item and its number of clips. The reader is released on return,
         before the transform runs: a live decord reader keeps a thread busy (about a core)."""
         reader = open_video(path, self.cfg.decoder)
         if self.mode == "train":
-            return reader.read(self._train_indices(reader.num_frames, np.random.default_rng(item_seed))), 1
+            return reader.read(self.train_indices(reader.num_frames, item_seed)), 1
         indices = self._test_indices(reader.num_frames)
         return reader.read(indices.reshape(-1)), len(indices)
 
@@ -113,8 +119,9 @@ class VideoDataset(Dataset):
                 "resized": list(resized_size(height, width, size)), "clips": indices.tolist(),
                 "views": [{"clip": k, "crop": c, "box": box} for k in range(len(indices)) for c, box in enumerate(boxes)]}
 
-    def _train_indices(self, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-        cfg = self.cfg
+    def train_indices(self, num_frames: int, item_seed: int) -> np.ndarray:
+        """The frame indices a training item of a `num_frames`-frame video decodes."""
+        cfg, rng = self.cfg, np.random.default_rng(item_seed)
         dense, segment = TRAIN_TEMPORAL[cfg.train_temporal]
         if cfg.sampling == "dense":
             return dense(num_frames, cfg.frames, cfg.stride, rng)
@@ -148,7 +155,8 @@ def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: boo
     holds R clips of one video (repeated augmentation), which become R rows of the batch."""
     readable = [item for item in items if item[0] is not None]
     repeats = readable[0][0].shape[0] if repeated and readable else 1
-    inputs = torch.stack([item[0] for item in readable]) if readable else None
+    # default_collate stacks straight into shared memory inside a loader worker (no copy on the way out)
+    inputs = default_collate([item[0] for item in readable]) if readable else None
     return Batch(
         inputs=inputs.flatten(0, 1) if inputs is not None and repeated else inputs,
         labels=torch.tensor([item[1] for item in readable], dtype=torch.int64).repeat_interleave(repeats),

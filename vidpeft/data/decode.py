@@ -92,8 +92,8 @@ class DecordReader:
 class PyAVReader:
     """Indexes the packets' presentation timestamps at open (a demux, no decoding): frame i is
     the i-th timestamp in order. read() seeks to the last keyframe before the first frame
-    wanted and decodes from there, skipping the non-reference frames before it (no other
-    frame depends on them: FFmpeg's skip_frame NONREF), converting only the frames asked for.
+    wanted and decodes from there, skipping the non-reference frames it does not want (no
+    other frame depends on them: FFmpeg's skip_frame NONREF), converting only the frames asked for.
     Files without usable timestamps are decoded from the start, counting frames. The
     container is reopened per read, so a reader holds no open file."""
 
@@ -151,7 +151,7 @@ class PyAVReader:
                 container.seek(keyframe_dts, backward=True, any_frame=False, stream=stream)
             started = False
             for packet in container.demux(stream):
-                context.skip_frame = "NONREF" if packet.pts is not None and packet.pts < first else "DEFAULT"
+                context.skip_frame = "DEFAULT" if packet.pts in targets or packet.pts is None else "NONREF"
                 for frame in context.decode(packet):
                     if not started and (frame.pts is None or frame.pts > first):
                         return None  # landed past the first frame wanted (or no timestamps)

@@ -1,4 +1,5 @@
-"""Clip transforms on uint8 frame tensors (T, H, W, 3) -> normalised float (3, T, S, S).
+"""Clip transforms on uint8 frame tensors (T, H, W, 3) -> normalised float (3, T, S, S), or for
+training the uint8 crops that ClipNormalizer normalises on the device.
 
 Every random choice is drawn once per clip and applied to all its frames, so a clip stays one
 coherent video; draws come from torch's RNG, which the dataset seeds per item. Training order
@@ -184,8 +185,8 @@ def normalize(video: torch.Tensor, mean: Sequence[float], std: Sequence[float], 
     normalising and then making the transpose contiguous."""
     shape = [1] * (video.ndim - channel_dim % video.ndim)
     shape[0] = 3
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(shape)
-    std_t = torch.tensor(std, dtype=torch.float32).view(shape)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=video.device).view(shape)
+    std_t = torch.tensor(std, dtype=torch.float32, device=video.device).view(shape)
     return video.to(torch.float32, memory_format=torch.contiguous_format).div_(255).sub_(mean_t).div_(std_t)
 
 
@@ -194,8 +195,24 @@ def _as_video(frames: torch.Tensor) -> tv_tensors.Video:
     return tv_tensors.Video(frames.permute(0, 3, 1, 2))
 
 
+class ClipNormalizer:
+    """What the model is fed: a uint8 batch (B, 3, T, S, S) of pixels is normalised where it is
+    (on the training device, as mmaction2's data preprocessor does); a float batch is already
+    normalised (random erasing works on normalised values) and passes unchanged."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        return normalize(clips, self.mean, self.std, channel_dim=1) if clips.dtype == torch.uint8 else clips
+
+
 class TrainTransform:
-    def __init__(self, cfg: DataConfig) -> None:
+    """(T, H, W, 3) uint8 -> (3, T, S, S): normalised float32, or with `pixels` the uint8 crop for
+    ClipNormalizer to normalise later (a quarter of the bytes to collate and pass between
+    processes). Random erasing needs normalised values, so with it the clip is always float."""
+
+    def __init__(self, cfg: DataConfig, pixels: bool = False) -> None:
         if cfg.train_crop == "multiscale":
             crop = MultiScaleCrop(cfg.input_size, cfg.scales, cfg.fixed_crops)
         else:
@@ -209,12 +226,14 @@ class TrainTransform:
         self.augment = v2.Compose(steps)
         self.erase = VideoRandomErasing(cfg.random_erasing) if cfg.random_erasing > 0 else None
         self.mean, self.std = cfg.mean, cfg.std
+        self.pixels = pixels
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        """(T, H, W, 3) uint8 -> (3, T, S, S) float32."""
         if self.randaugment is not None:
             frames = self.randaugment(frames)
         video = self.augment(_as_video(frames)).as_subclass(torch.Tensor)
+        if self.erase is None and self.pixels:
+            return video.transpose(0, 1).contiguous()
         if self.erase is None:
             return normalize(video.transpose(0, 1), self.mean, self.std, channel_dim=0)
         video = self.erase(normalize(video, self.mean, self.std))

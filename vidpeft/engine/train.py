@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ..data import DataConfig, VideoDataset, VideoMixup, build_loader, read_annotations
+from ..data import ClipNormalizer, DataConfig, VideoDataset, VideoMixup, build_loader, read_annotations
 from ..errors import UserError
 from ..fileio import write_atomic
 from ..labels import read_label_file
@@ -147,7 +147,8 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
     spec_updates = {"pretrained": str(Path(pretrained).resolve()) if pretrained else None,
                     "preprocess": _preprocess(data_cfg)}
 
-    train_set = VideoDataset(lists["train"], "train", data_cfg, seed=seed, strict=train_cfg.strict)
+    # uint8 clips from the workers, normalised on the device by the Trainer
+    train_set = VideoDataset(lists["train"], "train", data_cfg, seed=seed, strict=train_cfg.strict, pixels=True)
     # validation only picks the best epoch: one centred view per video unless the recipe says otherwise
     val_cfg = data_cfg.override(test_clips=train_cfg.val_clips, test_crops=train_cfg.val_crops,
                                 test_temporal=train_cfg.val_temporal)
@@ -170,7 +171,8 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
                               epochs * steps_per_epoch, train_cfg.min_lr_ratio)
     amp_context, scaler = autocast(device, train_cfg.amp)
     trainer = Trainer(DistributedDataParallel(model) if dist.is_distributed() else model, optimizer, scheduler,
-                      scaler, amp_context, build_mixup(train_cfg, len(labels)), train_cfg, accumulation, device)
+                      scaler, amp_context, build_mixup(train_cfg, len(labels)), train_cfg, accumulation, device,
+                      ClipNormalizer(data_cfg.mean, data_cfg.std))
 
     progress = {"epoch": 0, "step": 0, "best_top1": -1.0, "best_epoch": None, **EPOCH_START}
     last_path = work_dir / "last.pt"
@@ -284,10 +286,11 @@ class Trainer:
     """One optimiser step at a time; every random draw of step i of epoch e comes from (seed, e, i, rank)."""
 
     def __init__(self, model, optimizer, scheduler, scaler, amp_context, mixup, train: TrainConfig,
-                 accumulation: int, device) -> None:
+                 accumulation: int, device, normalizer: ClipNormalizer) -> None:
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.amp_context, self.mixup, self.train, self.accumulation, self.device = (
             amp_context, mixup, train, accumulation, device)
+        self.normalizer = normalizer
         self.trainable = [p for p in model.parameters() if p.requires_grad]
 
     def train_epoch(self, loader, epoch: int, epochs: int, progress: dict, stop: "StopSignal",
@@ -326,7 +329,8 @@ class Trainer:
         return True
 
     def _forward_backward(self, batch, boundary: bool) -> float:
-        clips, targets = batch.inputs.to(self.device, non_blocking=True), batch.labels.to(self.device, non_blocking=True)
+        clips = self.normalizer(batch.inputs.to(self.device, non_blocking=True))
+        targets = batch.labels.to(self.device, non_blocking=True)
         if self.mixup is not None:
             clips, targets = self.mixup(clips, targets)
         model = self.model
