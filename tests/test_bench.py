@@ -3,6 +3,7 @@ method on both micro backbones. No timing assertions: only what does not depend 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -124,3 +125,24 @@ def test_unknown_method_is_a_one_line_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope" in proc.stderr
     assert not (tmp_path / "bench.json").exists()
+
+
+def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --quick, the CPU form of the GPU check, as a user runs it: every
+    part measured, and the summary in gpu_check.json holds each part's ratios."""
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(script), "--quick", str(tmp_path / "check")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for part in ("== 1/3 vidpeft-bench", "== 2/3 data loader", "== 3/3 --compile", "vidpeft / transformers+peft"):
+        assert part in done.stdout
+    report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
+    summary = report["summary"]
+    [peft] = summary["vs_transformers_peft"]
+    assert peft["step"] > 0 and peft["step_cpu"] > 0 and summary["compile_ratio"] > 0
+    assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]
+    rates = report["data"]["decoders"]["k400"]["0"]
+    assert all(rates[d] > 0 for d in rates if d != "ratio_to_first")
+    if summary["vs_mmaction2"]:  # mmaction2 installed: our loader against its loader, 0 and 2 workers
+        assert {"0", "2"} <= set(summary["vs_mmaction2"]["k400"]) and summary["vs_mmaction2"]["k400"]["0"]["ratio"] > 0

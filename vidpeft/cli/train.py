@@ -32,7 +32,7 @@ OVERRIDES = {
     "stride": ("data.stride", int, "frame stride of dense sampling"),
     "sampling": ("data.sampling", str, "dense or segment"),
     "input_size": ("data.input_size", int, "crop size in pixels"),
-    "decoder": ("data.decoder", str, "decord, pyav or torchcodec (optional extra)"),
+    "decoder": ("data.decoder", str, "pyav (default), decord or torchcodec (optional extra)"),
     "num_workers": ("data.num_workers", int, "data loader worker processes"),
     "clips": ("test.clips", int, "temporal clips per test video"),
     "crops": ("test.crops", int, "spatial crops per test clip (1 = centre, 3 = left/centre/right)"),

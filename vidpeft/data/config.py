@@ -44,7 +44,7 @@ class DataConfig:
     repeated_aug: int = 1  # training: augmented clips per decoded video (VideoMAE --num_sample)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    decoder: str = "decord"  # decord | pyav | torchcodec
+    decoder: str = "pyav"  # pyav | decord | torchcodec; pyav measured fastest (benchmarks/data_speed.py)
     num_workers: int = 2
     test_clips: int = 4
     test_crops: int = 3

@@ -1,5 +1,6 @@
-"""One interface over three decoders: decord (default, fast random access), PyAV and
-TorchCodec (PyTorch's decoder; an optional extra that needs FFmpeg's shared libraries).
+"""One interface over three decoders: PyAV (the default: the fastest in
+benchmarks/data_speed.py, wheels everywhere, every codec FFmpeg has), decord and TorchCodec
+(PyTorch's decoder; an optional extra that needs FFmpeg's shared libraries).
 
 `open_video(path, decoder)` returns a reader with `num_frames`, `fps` and
 `read(indices) -> uint8 tensor (T, H, W, 3)`; frames are numbered in presentation order
@@ -255,7 +256,7 @@ def available_decoders() -> list[str]:
 READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
 
 
-def open_video(path: str | Path, decoder: str = "decord") -> VideoReader:
+def open_video(path: str | Path, decoder: str = "pyav") -> VideoReader:
     """Open `path` with `decoder` (one of DECODERS); raises VideoReadError if it cannot."""
     path = Path(path)
     check_decoder(decoder)
