@@ -31,19 +31,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3, help="timed steps of each, alternating")
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (default inductor)")
-    parser.add_argument("--amp", choices=["bf16", "fp16", "none"], default="bf16")
+    parser.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], default="auto",
+                        help="autocast type; auto: vidpeft-train's default (fp16 on GPU, bf16 on a CPU with native bf16, else none)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--quick", action="store_true", help="videomae-micro, 8x64x64, aot_eager: a CPU smoke test")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
         args.backbone, args.frames, args.size, args.backend = "videomae-micro", 8, 64, "aot_eager"
+    from vidpeft.engine.train import autocast
     from vidpeft.model import build_model, compile_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    amp = (torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[args.amp])
-           if args.amp != "none" else torch.autocast(device.type, enabled=False))
+    amp, _ = autocast(device, True if args.amp == "auto" else args.amp)
     eager = build_model(args.backbone, args.method, num_classes=174, seed=0).to(device).train()
     compiled = compile_model(copy.deepcopy(eager), args.backend)
     generator = torch.Generator().manual_seed(0)

@@ -29,8 +29,7 @@ vidpeft with decord, as mmaction2 (the pipelines alone), and vidpeft with its de
 (what vidpeft-train runs) against mmaction2 with decord (what mmaction2 runs).
 
 Next to them: the training step rate of `--backbone` with `--method` (forward, backward and
-AdamW step on random clips of the pipeline's shape, bf16 autocast as vidpeft-train uses on
-CPU; `--backbone none` skips it), and every loader rate as a multiple of it (above 1 the loader
+AdamW step on random clips of the pipeline's shape, at vidpeft-train's default precision; `--backbone none` skips it), and every loader rate as a multiple of it (above 1 the loader
 keeps up with the model). `--json PATH` also writes everything measured.
 """
 from __future__ import annotations
@@ -282,12 +281,13 @@ def fastest_decoder(tables: dict) -> str:
 def training_rate(backbone: str, method: str, steps: int, batch: int,
                   device: str | None = None) -> Callable[[DataConfig, int], float]:
     """clips/s of full training steps of `backbone` + `method` at the data config's clip shape
-    (bf16 autocast, as vidpeft-train), on `device` (default: cuda if available)."""
+    (vidpeft-train's default precision), on `device` (default: cuda if available)."""
 
     def rate(cfg: DataConfig, _: int) -> float:
         import torch.nn.functional as F
 
         from vidpeft import build_model
+        from vidpeft.engine.train import autocast
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -298,7 +298,7 @@ def training_rate(backbone: str, method: str, steps: int, batch: int,
         timings = []
         for _ in range(steps + 1):  # the first step warms up
             start = time.perf_counter()
-            with torch.autocast(dev.type, dtype=torch.bfloat16):
+            with autocast(dev, True)[0]:  # vidpeft-train's default precision on this device
                 loss = F.cross_entropy(model(clips), labels)
             loss.backward()
             optimizer.step()

@@ -18,6 +18,7 @@ from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import test as test_cli
 from vidpeft.cli import train as train_cli
 from vidpeft.engine.config import read_yaml
+from vidpeft.engine.train import native_cpu_bf16
 from vidpeft.synthetic import make_dataset
 
 BIN = Path(sys.executable).parent
@@ -67,7 +68,9 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert spec["method"] == "bapat" and spec["labels"][0] == "Approaching something with your camera"
     # the adapter is kilobytes, not the backbone
     assert (work / "best" / "adapter.safetensors").stat().st_size < 200_000
-
+    # the default precision: bf16 only where this CPU has it natively (emulated bf16 is ~20x slower)
+    expected = "bfloat16" if native_cpu_bf16() else "float32"
+    assert read_yaml(work / "config.yaml")["resolved"]["precision"] == expected
     # vidpeft-test re-scores with other views; vidpeft-predict names labels with scores
     assert test_cli.main(["--work-dir", str(work), "--clips", "1", "--crops", "1",
                           "--out", str(tmp_path / "e.json")]) == 0
@@ -104,6 +107,21 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     missing = tmp_path / "no such clip.mp4"
     assert predict_cli.main([str(video), str(missing), "--work-dir", str(work)]) == 2
     assert capsys.readouterr().err == f"error: {missing}: no such video file\n"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_default_precision_on_cpu_is_bf16_only_where_it_is_native(monkeypatch, native):
+    import torch
+
+    from vidpeft.engine import train as engine
+
+    monkeypatch.setattr(engine, "native_cpu_bf16", lambda: native)
+    context, scaler = engine.autocast(torch.device("cpu"), True)
+    assert getattr(context, "fast_dtype", None) == (torch.bfloat16 if native else None) and scaler is None
+    forced, _ = engine.autocast(torch.device("cpu"), "bf16")  # asked for: always honoured
+    assert forced.fast_dtype == torch.bfloat16
+    off, _ = engine.autocast(torch.device("cpu"), "none")
+    assert not hasattr(off, "fast_dtype")
 
 
 def test_selecting_epochs_on_the_test_list_is_refused_unless_asked(data, tmp_path, capsys):

@@ -23,7 +23,7 @@ OVERRIDES = {
     "accumulation": ("train.accumulation", int, "gradient accumulation steps"),
     "total_batch_size": ("train.total_batch_size", int, "effective batch (GPUs x batch x accumulation): sets "
                          "the accumulation, so a recipe's batch holds on fewer GPUs"),
-    "amp": ("train.amp", str, "bf16, fp16 or none (default bf16 on CPU, fp16 on GPU)"),
+    "amp": ("train.amp", str, "bf16, fp16 or none (default: fp16 on GPU; bf16 on a CPU with native bf16, else fp32)"),
     "eval_every": ("train.eval_every", int, "validate every N epochs, keeping the best; 0 = no validation, "
                    "test the last epoch"),
     "seed": ("train.seed", int, "random seed"),

@@ -72,7 +72,7 @@ class TrainConfig:
     mixup_prob: float = _help(1.0, "probability that a batch is mixed (timm's mixup_prob)")
     mixup_switch_prob: float = _help(0.5, "probability of cutmix instead of mixup when both are on")
     drop_path: float = _help(0.0, "stochastic depth rate of the backbone")
-    amp: str | bool | None = _help(True, "bf16, fp16, true (bf16 on CPU, fp16 on GPU) or none")
+    amp: str | bool | None = _help(True, "bf16, fp16, true (fp16 on GPU; bf16 on a CPU with native bf16, else fp32) or none")
     eval_every: int = _help(1, "validate every N epochs, keeping the best; 0 = test the last epoch")
     val_clips: int = _help(1, "temporal clips per validation video")
     val_crops: int = _help(1, "spatial crops per validation clip")

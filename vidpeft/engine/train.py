@@ -62,14 +62,23 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(device: torch.device, amp: str | bool | None):
-    """bf16 on CPU, fp16 on CUDA by default; `amp: none` turns it off."""
+    """By default fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX) and fp32 on
+    other CPUs, where bf16 is emulated: a VideoMAE-S + LoRA step took 26.4 s in bf16 against
+    1.4 s in fp32 on an AVX2 machine. `amp: bf16 | fp16` forces a type, `none` turns it off."""
     if amp in (None, False, "none", "off", "fp32"):
         return nullcontext(), None
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(amp))
+    if dtype is None and device.type != "cuda" and not native_cpu_bf16():
+        return nullcontext(), None
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
     return torch.autocast(device.type, dtype=dtype), scaler
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's check: AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def class_names(data_root: Path, samples) -> list[str]:
@@ -170,6 +179,7 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
     scheduler = warmup_cosine(optimizer, int(train_cfg.warmup_epochs * steps_per_epoch),
                               epochs * steps_per_epoch, train_cfg.min_lr_ratio)
     amp_context, scaler = autocast(device, train_cfg.amp)
+    cfg["resolved"]["precision"] = str(getattr(amp_context, "fast_dtype", "float32")).removeprefix("torch.")
     trainer = Trainer(DistributedDataParallel(model) if dist.is_distributed() else model, optimizer, scheduler,
                       scaler, amp_context, build_mixup(train_cfg, len(labels)), train_cfg, accumulation, device,
                       ClipNormalizer(data_cfg.mean, data_cfg.std))
