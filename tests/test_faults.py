@@ -16,6 +16,7 @@ import yaml
 
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import train as train_cli
+from vidpeft.engine.train import native_cpu_bf16
 from vidpeft.synthetic import make_dataset
 
 BIN = Path(sys.executable).parent
@@ -206,7 +207,7 @@ def test_total_batch_size_sets_accumulation_and_warnings(data, tmp_path, capsys)
     assert "warning: 1 warm-up epochs with 1 epochs: the learning rate never leaves the warm-up" in out
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     assert cfg["resolved"] == {"world_size": 1, "batch_size": 2, "accumulation": 4, "effective_batch_size": 8,
-                               "lr": 1e-3}
+                               "lr": 1e-3, "precision": "bfloat16" if native_cpu_bf16() else "float32"}
     assert log_rows(work)[0][1] == "2"  # 8 batches of 2 = 2 optimiser steps of 8 clips
     assert train_cli.main([*TINY, "--data", str(data), "--work-dir", str(tmp_path / "b"),
                            "--total-batch-size", "7"]) == 2
