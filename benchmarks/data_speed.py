@@ -100,6 +100,16 @@ def alternate(makers: dict[str, Callable[[], DataLoader]], rounds: int, batches:
     return rates
 
 
+def medians(rounds: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in rounds.items()}
+
+
+def vidpeft_loaders(datasets: dict[str, VideoDataset], batch_size: int, workers: int) -> dict[str, Callable[[], DataLoader]]:
+    """A fresh vidpeft-train loader per call, for each dataset."""
+    return {name: (lambda ds=ds: build_loader(ds, batch_size, shuffle=True, num_workers=workers, seed=0))
+            for name, ds in datasets.items()}
+
+
 def paired_ratio(rates: dict[str, list[float]], name: str, to: str) -> float:
     """Median over rounds of the ratio measured within each round (cancels the machine's drift
     between rounds, which on a shared VM is larger than the differences measured)."""
@@ -108,11 +118,11 @@ def paired_ratio(rates: dict[str, list[float]], name: str, to: str) -> float:
 
 class MMActionDataset(Dataset):
     """mmaction2's train pipeline over vidpeft Samples, keyed like VideoDataset (epoch, index).
-    With `indices_from` (a training VideoDataset), its SampleFrames step is replaced by the frame
-    indices that dataset decodes for the same key, so that both pipelines decode the same clips
-    (the decoding cost depends on how far a clip lies from the keyframe before it)."""
+    Its SampleFrames step is replaced by the frame indices `indices_from` (a training
+    VideoDataset) decodes for the same key, so that both pipelines decode the same clips (the
+    decoding cost depends on how far a clip lies from the keyframe before it)."""
 
-    def __init__(self, samples: list[Sample], pipeline: list[dict], indices_from: VideoDataset | None = None) -> None:
+    def __init__(self, samples: list[Sample], pipeline: list[dict], indices_from: VideoDataset) -> None:
         import vidpeft.mmaction  # noqa: F401  (mmaction2 1.2.0's fixes on a current stack)
         from mmaction.registry import TRANSFORMS
         from mmengine.dataset import Compose
@@ -121,7 +131,6 @@ class MMActionDataset(Dataset):
         steps = [TRANSFORMS.build(step) for step in pipeline]
         split = next(i for i, step in enumerate(pipeline) if step["type"] == "SampleFrames")
         self.opening = Compose(steps[:split])
-        self.sampling = Compose(steps[split:split + 1])
         self.rest = Compose(steps[split + 1:])
         self.clip_shape = {k: pipeline[split][k] for k in ("clip_len", "frame_interval", "num_clips")}
 
@@ -132,11 +141,8 @@ class MMActionDataset(Dataset):
         epoch, index = key
         sample = self.samples[index]
         results = self.opening(dict(filename=str(sample.path), label=sample.label, start_index=0, modality="RGB"))
-        if self.indices_from is None:
-            results = self.sampling(results)
-        else:
-            seed = self.indices_from.item_seed(epoch, index)
-            results.update(self.clip_shape, frame_inds=self.indices_from.train_indices(results["total_frames"], seed).astype(np.int32))
+        indices = self.indices_from.train_indices(results["total_frames"], self.indices_from.item_seed(epoch, index))
+        results.update(self.clip_shape, frame_inds=indices.astype(np.int32))
         return self.rest(results)
 
 
@@ -225,10 +231,8 @@ def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], 
     table = {}
     for count in workers:
         datasets = {d: VideoDataset(samples, "train", base.override(decoder=d), pixels=True) for d in decoders}
-        makers = {d: (lambda ds=ds, n=count: build_loader(ds, args.batch_size, shuffle=True, num_workers=n, seed=0))
-                  for d, ds in datasets.items()}
-        rounds = alternate(makers, args.rounds, args.batches)
-        rates = {d: statistics.median(values) for d, values in rounds.items()}
+        rounds = alternate(vidpeft_loaders(datasets, args.batch_size, count), args.rounds, args.batches)
+        rates = medians(rounds)
         table[count] = {**rates, "ratio_to_first": {d: paired_ratio(rounds, d, decoders[0]) for d in decoders[1:]}}
         ratios = " ".join(f"{table[count]['ratio_to_first'][d]:.2f}x" for d in decoders[1:])
         line = f"{count:7d} " + " ".join(f"{rates[d]:11.2f}" for d in decoders) + f"  {ratios:>24}"
@@ -249,11 +253,10 @@ def versus_mmaction(samples: list[Sample], base: DataConfig, args: argparse.Name
                              indices_from=ours["vidpeft"])
     out = {}
     for count in sorted({0, 2} | {c for c in worker_counts(args.workers) if c > 2}):
-        makers = {name: (lambda ds=ds, n=count: build_loader(ds, args.batch_size, shuffle=True, num_workers=n, seed=0))
-                  for name, ds in ours.items()}
+        makers = vidpeft_loaders(ours, args.batch_size, count)
         makers["mmaction2"] = lambda n=count: mmaction_loader(theirs, args.batch_size, n)
         rounds = alternate(makers, args.rounds, args.batches)
-        rates = {name: statistics.median(values) for name, values in rounds.items()}
+        rates = medians(rounds)
         out[count] = {**rates, "ratio": paired_ratio(rounds, "vidpeft", "mmaction2"), "rounds": rounds}
         print(f"vidpeft vpetl pipeline / mmaction2 1.2, both decord ({count} workers): {out[count]['ratio']:.2f}x "
               f"({rates['vidpeft']:.2f} vs {rates['mmaction2']:.2f} clips/s; {load_line()})", flush=True)

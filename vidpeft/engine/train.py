@@ -68,10 +68,13 @@ def autocast(device: torch.device, amp: str | bool | None):
     if amp in (None, False, "none", "off", "fp32"):
         return nullcontext(), None
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(amp))
-    if dtype is None and device.type != "cuda" and not native_cpu_bf16():
-        return nullcontext(), None
     if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        if device.type == "cuda":
+            dtype = torch.float16
+        elif native_cpu_bf16():
+            dtype = torch.bfloat16
+        else:
+            return nullcontext(), None
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
     return torch.autocast(device.type, dtype=dtype), scaler
 
