@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.backbone, args.frames, args.size, args.backend = "videomae-micro", 8, 64, "aot_eager"
-    from vidpeft.engine.train import autocast
+    from vidpeft.engine.train import autocast, precision_name
     from vidpeft.model import build_model, compile_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -84,13 +84,14 @@ def main(argv: list[str] | None = None) -> dict:
     load = os.getloadavg()
     result = {
         "backbone": args.backbone, "method": args.method, "input": [args.batch, 3, args.frames, args.size, args.size],
-        "device": str(device), "backend": args.backend, "amp": args.amp, "threads": torch.get_num_threads(),
+        "device": str(device), "backend": args.backend, "amp": args.amp,
+        "precision": precision_name(amp), "threads": torch.get_num_threads(),
         "compile_seconds": {"inference": compile_infer_s, "training": compile_train_s},
         "eager_step_s": eager_s, "compiled_step_s": compiled_s, "ratio": compiled_s / eager_s,
         "max_abs_logit_diff": logit_gap, "abs_loss_diff": loss_gap, "load_average": load,
     }
     print(f"{args.backbone} + {args.method}, batch {args.batch} x 3 x {args.frames} x {args.size}^2, {device}, "
-          f"{args.amp}, backend {args.backend}: compiling took {compile_infer_s:.0f} s (inference) + "
+          f"{args.amp} ({result['precision']}), backend {args.backend}: compiling took {compile_infer_s:.0f} s (inference) + "
           f"{compile_train_s:.0f} s (training)")
     print(f"--compile / eager training step: {result['ratio']:.2f}x ({compiled_s:.3f} vs {eager_s:.3f} s, medians "
           f"of {args.steps} alternating steps); max |logit diff| {logit_gap:.2e}, |loss diff| {loss_gap:.2e}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -98,12 +99,19 @@ def test_peft_methods_cost_less_than_full_where_it_does_not_depend_on_load(quick
 
 
 def test_comparisons(quick_run):
-    _, run, _ = quick_run
+    stdout, run, _ = quick_run
     results = by_case(run)
     ours, theirs = results[("videomae-micro", "lora", "vidpeft")], results[("videomae-micro", "lora", "transformers+peft")]
     assert ours["trainable"] == theirs["trainable"]  # same rank and targets
     [peft] = run["comparisons"]["vs_transformers_peft"]
-    assert peft["backbone"] == "videomae-micro" and peft["peak"] > 0 and peft["step"] > 0
+    assert peft["backbone"] == "videomae-micro" and peft["peak"] > 0
+    # the step ratio is the median of the rounds' ratios, both models alternated in one process
+    paired = theirs["paired"]
+    assert len(paired["vidpeft"]) == len(paired["transformers+peft"]) == paired["rounds"] == run["repeats"]
+    for key, name in (("median_s", "step"), ("cpu_s", "step_cpu")):
+        in_round = [a[key] / b[key] for a, b in zip(paired["vidpeft"], paired["transformers+peft"])]
+        assert peft[name] == pytest.approx(statistics.median(in_round))
+    assert f"step time {peft['step']:.2f}× (CPU time {peft['step_cpu']:.2f}×; both in one process" in stdout
     merged = {m["backbone"]: m for m in run["comparisons"]["merged_lora"]}
     assert set(merged) == set(BACKBONES)
     for m in merged.values():
@@ -141,6 +149,8 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     summary = report["summary"]
     [peft] = summary["vs_transformers_peft"]
     assert peft["step"] > 0 and peft["step_cpu"] > 0 and summary["compile_ratio"] > 0
+    from vidpeft.engine.train import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
+    assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")
     assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]
     rates = report["data"]["decoders"]["k400"]["0"]
     assert all(rates[d] > 0 for d in rates if d != "ratio_to_first")

@@ -3,7 +3,8 @@
 Prints one JSON line: parameters, resident memory after building the model and at its peak,
 bytes autograd saved for backward (and how many of them were saved below the first module
 holding a trainable tensor), median training-step and inference times, the adapter
-checkpoint's size, and for LoRA the merged model's inference time against the plain backbone.
+checkpoint's size, and for LoRA the merged model's inference time against the plain backbone;
+the transformers+peft case also times our LoRA model's step against its own, alternated here.
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def measure(case: Case) -> dict:
     model = built.model.to(device).train()
     trainable_tensors = [p for p in model.parameters() if p.requires_grad]
     if case.impl == HF_PEFT:
-        optimizer = torch.optim.AdamW(trainable_tensors, lr=1e-4, weight_decay=0.05)
+        optimizer = hf_optimizer(model)
     else:  # the engine's own optimiser, so the benchmark checks what training uses
         optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
     generator = torch.Generator().manual_seed(0)
@@ -155,17 +156,9 @@ def measure(case: Case) -> dict:
     rss_built = current_rss_mb()
     cuda_built = torch.cuda.memory_allocated() / 2**20 if cuda else None
 
-    amp = (torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[case.amp])
-           if case.amp else contextlib.nullcontext())
+    amp = autocast(case)
 
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with amp:
-            loss = F.cross_entropy(built.forward(x), y)
-        loss.backward()
-        optimizer.step()
-        sync()
-
+    step = training_step(built, optimizer, x, y, amp, sync)
     saved = SavedTensors(model, built.trainable_owners)
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
         step()  # the first step also creates the optimiser state
@@ -196,7 +189,65 @@ def measure(case: Case) -> dict:
     }
     if case.impl != HF_PEFT and case.method == "lora":
         result["merge"] = merged_vs_plain(case, model, x)
+    if case.impl == HF_PEFT:
+        model.train()
+        result["paired"] = paired_with_ours(case, step, x, y, sync)
     return result
+
+
+def hf_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.05)
+
+
+def autocast(case: Case) -> contextlib.AbstractContextManager:
+    if not case.amp:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(case.device).type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[case.amp])
+
+
+def training_step(built: Built, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  amp: contextlib.AbstractContextManager, sync: Callable[[], None]) -> Callable[[], None]:
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with amp:
+            loss = F.cross_entropy(built.forward(x), y)
+        loss.backward()
+        optimizer.step()
+        sync()
+
+    return step
+
+
+def alternated(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[list[dict], list[dict]]:
+    """`timed` runs of two functions in 1 + `rounds` rounds, the order swapping every round; the
+    first round (untimed) warms both up. Each list holds one {median_s, min_s, cpu_s} per round."""
+    times: tuple[list[dict], list[dict]] = ([], [])
+    for i in range(1 + rounds):
+        pair = ((first, times[0]), (second, times[1]))
+        for fn, out in pair[::-1] if i % 2 else pair:
+            t = timed(fn, 0, 1)
+            if i:
+                out.append(t)
+    return times
+
+
+def paired_with_ours(case: Case, theirs: Callable[[], None], x: torch.Tensor, y: torch.Tensor,
+                     sync: Callable[[], None]) -> dict:
+    """Our LoRA model's training step against transformers+peft's (`theirs`, already warm), built in
+    this process and alternated round by round. The median of the in-round ratios follows neither
+    process's own luck nor a drift in the machine's load, which separate processes do."""
+    from vidpeft.engine.config import TrainConfig
+    from vidpeft.engine.optim import build_optimizer
+
+    ours = build_vidpeft(Case(**{**case.__dict__, "impl": "vidpeft"}))
+    ours.model.to(x.device).train()
+    optimizer = build_optimizer(ours.model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
+    our_times, their_times = alternated(training_step(ours, optimizer, x, y, autocast(case), sync), theirs,
+                                        case.repeats)
+    ratios = [{k: a[k] / b[k] for k in ("median_s", "cpu_s")} for a, b in zip(our_times, their_times)]
+    return {"rounds": case.repeats, "vidpeft": our_times, "transformers+peft": their_times,
+            "step": statistics.median(r["median_s"] for r in ratios),
+            "step_cpu": statistics.median(r["cpu_s"] for r in ratios)}
 
 
 def merged_vs_plain(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
@@ -210,14 +261,9 @@ def merged_vs_plain(case: Case, model: nn.Module, x: torch.Tensor) -> dict:
         merge_lora(model)
         after = model(x)
     plain = build_model(case.backbone, "linear", case.num_classes, seed=0).to(x.device).eval()
-    merged_t, plain_t = [], []
-    for i in range(1 + case.repeats):  # the first round warms both up; the order alternates
-        pair = ((model, merged_t), (plain, plain_t))
-        for net, times in pair[::-1] if i % 2 else pair:
-            t = timed(lambda: _no_grad(net, x), 0, 1)["median_s"]
-            if i:
-                times.append(t)
-    return {"merged_s": statistics.median(merged_t), "plain_s": statistics.median(plain_t),
+    merged_t, plain_t = alternated(lambda: _no_grad(model, x), lambda: _no_grad(plain, x), case.repeats)
+    return {"merged_s": statistics.median(t["median_s"] for t in merged_t),
+            "plain_s": statistics.median(t["median_s"] for t in plain_t),
             "max_abs_diff": (before - after).abs().max().item()}
 
 

@@ -79,6 +79,11 @@ def autocast(device: torch.device, amp: str | bool | None):
     return torch.autocast(device.type, dtype=dtype), scaler
 
 
+def precision_name(amp_context) -> str:
+    """The type an `autocast` context computes in: bfloat16, float16 or float32."""
+    return str(getattr(amp_context, "fast_dtype", "float32")).removeprefix("torch.")
+
+
 def native_cpu_bf16() -> bool:
     """Whether this CPU computes bf16 natively (oneDNN's check: AVX512-BF16 or AMX)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -182,7 +187,7 @@ def _run(cfg: dict, stop: "StopSignal") -> dict:
     scheduler = warmup_cosine(optimizer, int(train_cfg.warmup_epochs * steps_per_epoch),
                               epochs * steps_per_epoch, train_cfg.min_lr_ratio)
     amp_context, scaler = autocast(device, train_cfg.amp)
-    cfg["resolved"]["precision"] = str(getattr(amp_context, "fast_dtype", "float32")).removeprefix("torch.")
+    cfg["resolved"]["precision"] = precision_name(amp_context)
     trainer = Trainer(DistributedDataParallel(model) if dist.is_distributed() else model, optimizer, scheduler,
                       scaler, amp_context, build_mixup(train_cfg, len(labels)), train_cfg, accumulation, device,
                       ClipNormalizer(data_cfg.mean, data_cfg.std))
