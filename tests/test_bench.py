@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from vidpeft.bench.worker import PEFT_EQUIVALENTS
 from vidpeft.methods import METHODS as REGISTERED
 
 METHODS = ["full"] + [m for m in REGISTERED.names() if m != "full"]
@@ -54,12 +55,13 @@ def test_every_method_and_backbone_is_measured(quick_run):
     stdout, run, _ = quick_run
     results = by_case(run)
     expected = {(b, m, "vidpeft") for b in BACKBONES for m in METHODS if runs_on(b, m)} | {
-        ("videomae-micro", "lora", "transformers+peft")}
+        ("videomae-micro", m, "transformers+peft") for m in PEFT_EQUIVALENTS}
     assert set(results) == expected
     assert not [r for r in run["results"] if "error" in r]
     for backbone, method, _ in expected:
         assert f"| {backbone} | {method}" in stdout
-    assert "| videomae-micro | lora (transformers+peft) |" in stdout
+    for method in PEFT_EQUIVALENTS:
+        assert f"| videomae-micro | {method} (transformers+peft) |" in stdout
     assert "load average" in stdout
 
 
@@ -101,17 +103,21 @@ def test_peft_methods_cost_less_than_full_where_it_does_not_depend_on_load(quick
 def test_comparisons(quick_run):
     stdout, run, _ = quick_run
     results = by_case(run)
-    ours, theirs = results[("videomae-micro", "lora", "vidpeft")], results[("videomae-micro", "lora", "transformers+peft")]
-    assert ours["trainable"] == theirs["trainable"]  # same rank and targets
-    [peft] = run["comparisons"]["vs_transformers_peft"]
-    assert peft["backbone"] == "videomae-micro" and peft["peak"] > 0
-    # the step ratio is the median of the rounds' ratios, both models alternated in one process
-    paired = theirs["paired"]
-    assert len(paired["vidpeft"]) == len(paired["transformers+peft"]) == paired["rounds"] == run["repeats"]
-    for key, name in (("median_s", "step"), ("cpu_s", "step_cpu")):
-        in_round = [a[key] / b[key] for a, b in zip(paired["vidpeft"], paired["transformers+peft"])]
-        assert peft[name] == pytest.approx(statistics.median(in_round))
-    assert f"step time {peft['step']:.2f}× (CPU time {peft['step_cpu']:.2f}×; both in one process" in stdout
+    compared = {c["method"]: c for c in run["comparisons"]["vs_transformers_peft"]}
+    assert set(compared) == set(PEFT_EQUIVALENTS) == {"lora", "norm"}
+    for method, peft in compared.items():
+        ours = results[("videomae-micro", method, "vidpeft")]
+        theirs = results[("videomae-micro", method, "transformers+peft")]
+        assert ours["trainable"] == theirs["trainable"]  # the same tensors trained (LoRA: rank and targets)
+        assert peft["backbone"] == "videomae-micro" and peft["peak"] > 0
+        # the step ratio is the median of the rounds' ratios, both models alternated in one process
+        paired = theirs["paired"]
+        assert len(paired["vidpeft"]) == len(paired["transformers+peft"]) == paired["rounds"] == run["repeats"]
+        for key, name in (("median_s", "step"), ("cpu_s", "step_cpu")):
+            in_round = [a[key] / b[key] for a, b in zip(paired["vidpeft"], paired["transformers+peft"])]
+            assert peft[name] == pytest.approx(statistics.median(in_round))
+        assert (f"videomae-micro + {method}, vidpeft / transformers+peft: step time {peft['step']:.2f}× "
+                f"(CPU time {peft['step_cpu']:.2f}×; both in one process") in stdout
     merged = {m["backbone"]: m for m in run["comparisons"]["merged_lora"]}
     assert set(merged) == set(BACKBONES)
     for m in merged.values():
@@ -147,8 +153,8 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
         assert part in done.stdout
     report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
     summary = report["summary"]
-    [peft] = summary["vs_transformers_peft"]
-    assert peft["step"] > 0 and peft["step_cpu"] > 0 and summary["compile_ratio"] > 0
+    [peft] = summary["vs_transformers_peft"]  # the check's bench measures full and LoRA
+    assert peft["method"] == "lora" and peft["step"] > 0 and peft["step_cpu"] > 0 and summary["compile_ratio"] > 0
     from vidpeft.engine.train import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
     assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")
     assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]

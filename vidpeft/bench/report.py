@@ -37,27 +37,29 @@ def increment(r: dict) -> float:
 
 
 def comparisons(results: list[dict]) -> dict:
-    """Our VideoMAE + LoRA against transformers + peft (step times paired in the peft worker, memory
-    from each one's own process), and merged LoRA against the plain backbone."""
+    """Our VideoMAE methods against transformers + peft's equivalents (step times paired in the peft
+    worker, memory from each one's own process), and merged LoRA against the plain backbone."""
     out: dict = {"vs_transformers_peft": [], "merged_lora": []}
     ok = [r for r in results if "error" not in r]
-    for ours in (r for r in ok if r["case"]["impl"] == "vidpeft" and r["case"]["method"] == "lora"):
-        name = ours["case"]["backbone"]
-        theirs = next((r for r in ok if r["case"]["impl"] == HF_PEFT and r["case"]["backbone"] == name), None)
+    for ours in (r for r in ok if r["case"]["impl"] == "vidpeft"):
+        name, method = ours["case"]["backbone"], ours["case"]["method"]
+        theirs = next((r for r in ok if r["case"]["impl"] == HF_PEFT and r["case"]["backbone"] == name
+                       and r["case"]["method"] == method), None)
         if theirs is not None:
             paired = theirs["paired"]
             out["vs_transformers_peft"].append({
-                "backbone": name, "step": paired["step"], "step_cpu": paired["step_cpu"],
+                "backbone": name, "method": method, "step": paired["step"], "step_cpu": paired["step_cpu"],
                 "rounds": paired["rounds"], "peak": ours["peak_mb"] / theirs["peak_mb"],
                 "train_increment": increment(ours) / increment(theirs),
                 "saved": ours["saved_mb"] / theirs["saved_mb"]})
-        merge = ours["merge"]
-        out["merged_lora"].append({"backbone": name, **merge, "ratio": merge["merged_s"] / merge["plain_s"]})
+        if "merge" in ours:
+            merge = ours["merge"]
+            out["merged_lora"].append({"backbone": name, **merge, "ratio": merge["merged_s"] / merge["plain_s"]})
     return out
 
 
 def label(r: dict) -> str:
-    return "lora (transformers+peft)" if r["case"]["impl"] == HF_PEFT else r["case"]["method"]
+    return r["case"]["method"] + (f" ({HF_PEFT})" if r["case"]["impl"] == HF_PEFT else "")
 
 
 def markdown(run: dict) -> str:
@@ -87,7 +89,7 @@ def markdown(run: dict) -> str:
             f"| {r['step']['median_s']:.3f} | {r['infer']['median_s']:.3f} "
             f"| {ratio('peak')} | {ratio('step')} | {ratio('infer')} |")
     for c in comp["vs_transformers_peft"]:
-        lines += ["", f"{c['backbone']} + LoRA, vidpeft / transformers+peft: step time {c['step']:.2f}× "
+        lines += ["", f"{c['backbone']} + {c['method']}, vidpeft / transformers+peft: step time {c['step']:.2f}× "
                       f"(CPU time {c['step_cpu']:.2f}×; both in one process, median of {c['rounds']} "
                       f"alternated rounds' ratios), peak memory {c['peak']:.2f}× "
                       f"(training adds {c['train_increment']:.2f}×), saved activations {c['saved']:.2f}×"]

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from . import report
 from .measure import load_average, run_fresh
 from ..backbones import backbone_info
-from .worker import HF_PEFT, HF_PEFT_FAMILY, Case
+from .worker import HF_PEFT, HF_PEFT_FAMILY, PEFT_EQUIVALENTS, Case
 
 WORKER = "vidpeft.bench.worker"
 
@@ -32,15 +32,15 @@ def unsupported(backbones: list[str], methods: list[str], options: dict[str, dic
 def cases_for(backbones: list[str], methods: list[str], compare_peft: bool, frames: dict[str, int],
               options: dict[str, dict], skip: set[tuple[str, str]] = frozenset(), **common) -> list[Case]:
     """Full fine-tuning first (every ratio needs it), then the methods; transformers + peft right
-    after our LoRA on VideoMAE so the pair runs under the same load."""
+    after each of our methods it has an equivalent of, on VideoMAE."""
     ordered = (["full"] if "full" in methods else []) + [m for m in methods if m != "full"]
     cases = []
     for backbone in backbones:
         for method in (m for m in ordered if (backbone, m) not in skip):
             own = options.get(method, {})
             cases.append(Case(backbone, method, frames[backbone], options=own, **common))
-            if method == "lora" and compare_peft and backbone_info(backbone).family == HF_PEFT_FAMILY:
-                cases.append(Case(backbone, "lora", frames[backbone], impl=HF_PEFT, options=own, **common))
+            if method in PEFT_EQUIVALENTS and compare_peft and backbone_info(backbone).family == HF_PEFT_FAMILY:
+                cases.append(Case(backbone, method, frames[backbone], impl=HF_PEFT, options=own, **common))
     return cases
 
 

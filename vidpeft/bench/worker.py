@@ -4,7 +4,7 @@ Prints one JSON line: parameters, resident memory after building the model and a
 bytes autograd saved for backward (and how many of them were saved below the first module
 holding a trainable tensor), median training-step and inference times, the adapter
 checkpoint's size, and for LoRA the merged model's inference time against the plain backbone;
-the transformers+peft case also times our LoRA model's step against its own, alternated here.
+the transformers+peft case also times our model's step against its own, alternated here.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ HF_PEFT_FAMILY = "videomae"  # the backbone family transformers' VideoMAE reprod
 
 @dataclass
 class Case:
-    """What to measure; `impl` is "vidpeft" or "transformers+peft" (VideoMAE + peft LoRA)."""
+    """What to measure; `impl` is "vidpeft" or "transformers+peft" (VideoMAE + peft's equivalent method)."""
 
     backbone: str
     method: str
@@ -72,13 +72,12 @@ def build_vidpeft(case: Case) -> Built:
 
 
 def build_hf_peft(case: Case) -> Built:
-    """transformers' VideoMAEForVideoClassification (random weights, SDPA) + peft LoRA on query
-    and value with the same rank and alpha, sized like the vidpeft backbone of the case."""
-    from peft import LoraConfig, get_peft_model
+    """transformers' VideoMAEForVideoClassification (random weights, SDPA), sized like the vidpeft
+    backbone of the case, with peft's equivalent of the case's method (PEFT_EQUIVALENTS)."""
+    from peft import get_peft_model
     from transformers import VideoMAEConfig, VideoMAEForVideoClassification
 
     from vidpeft.backbones import build_backbone
-    from vidpeft.methods.lora import LoRAConfig
 
     with torch.device("meta"):  # only its sizes
         ours = build_backbone(case.backbone, case.num_classes)
@@ -88,11 +87,7 @@ def build_hf_peft(case: Case) -> Built:
                             num_attention_heads=block.attn.num_heads, intermediate_size=block.mlp.fc1.out_features,
                             attn_implementation="sdpa")
     torch.manual_seed(0)
-    lora_cfg = LoRAConfig(**case.options)
-    lora = LoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha,
-                      target_modules=[{"q": "query", "k": "key", "v": "value"}[t] for t in lora_cfg.targets],
-                      lora_dropout=lora_cfg.dropout, modules_to_save=["classifier"])
-    model = get_peft_model(VideoMAEForVideoClassification(config), lora)
+    model = get_peft_model(VideoMAEForVideoClassification(config), PEFT_EQUIVALENTS[case.method](case.options))
     if case.grad_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = {id(p) for n, p in model.named_parameters() if "classifier" in n}
@@ -103,6 +98,32 @@ def build_hf_peft(case: Case) -> Built:
         return os.path.join(directory, "adapter_model.safetensors")
 
     return Built(model, lambda x: model(pixel_values=x.transpose(1, 2)).logits, trainable, [], save)
+
+
+def peft_lora(options: dict):
+    """peft LoRA on query and value (our targets), with the same rank, alpha and dropout."""
+    from peft import LoraConfig
+
+    from vidpeft.methods.lora import LoRAConfig
+
+    ours = LoRAConfig(**options)
+    return LoraConfig(r=ours.rank, lora_alpha=ours.alpha, lora_dropout=ours.dropout, modules_to_save=["classifier"],
+                      target_modules=[{"q": "query", "k": "key", "v": "value"}[t] for t in ours.targets])
+
+
+def peft_ln_tuning(options: dict):
+    """peft LN tuning of every LayerNorm of transformers' VideoMAE: our NormTuning."""
+    from peft import LNTuningConfig
+
+    from vidpeft.methods.norm import NormConfig
+
+    NormConfig(**options)  # it has no options: an unknown one is refused as in our method
+    return LNTuningConfig(target_modules=["layernorm_before", "layernorm_after", "fc_norm"],
+                          modules_to_save=["classifier"])
+
+
+# our methods with an equivalent in peft that runs on transformers' VideoMAE: its config from our options
+PEFT_EQUIVALENTS: dict[str, Callable[[dict], object]] = {"lora": peft_lora, "norm": peft_ln_tuning}
 
 
 class SavedTensors:
@@ -233,7 +254,7 @@ def alternated(first: Callable[[], None], second: Callable[[], None], rounds: in
 
 def paired_with_ours(case: Case, theirs: Callable[[], None], x: torch.Tensor, y: torch.Tensor,
                      sync: Callable[[], None]) -> dict:
-    """Our LoRA model's training step against transformers+peft's (`theirs`, already warm), built in
+    """Our model's training step against transformers+peft's (`theirs`, already warm), built in
     this process and alternated round by round. The median of the in-round ratios follows neither
     process's own luck nor a drift in the machine's load, which separate processes do."""
     from vidpeft.engine.config import TrainConfig
