@@ -14,7 +14,7 @@ import json
 import os
 import statistics
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -157,19 +157,13 @@ class SavedTensors:
 
 
 def measure(case: Case) -> dict:
-    from vidpeft.engine.config import TrainConfig
-    from vidpeft.engine.optim import build_optimizer
-
     device = torch.device(case.device)
     cuda = device.type == "cuda"
     rss_start = current_rss_mb()
     built = build_hf_peft(case) if case.impl == HF_PEFT else build_vidpeft(case)
     model = built.model.to(device).train()
     trainable_tensors = [p for p in model.parameters() if p.requires_grad]
-    if case.impl == HF_PEFT:
-        optimizer = hf_optimizer(model)
-    else:  # the engine's own optimiser, so the benchmark checks what training uses
-        optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
+    optimizer = hf_optimizer(model) if case.impl == HF_PEFT else our_optimizer(model)
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(case.batch, 3, case.frames, case.size, case.size, generator=generator).to(device)
     y = torch.randint(0, case.num_classes, (case.batch,), generator=generator).to(device)
@@ -220,6 +214,14 @@ def hf_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, weight_decay=0.05)
 
 
+def our_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """The engine's own AdamW (with its no-decay groups), so the benchmark checks what training uses."""
+    from vidpeft.engine.config import TrainConfig
+    from vidpeft.engine.optim import build_optimizer
+
+    return build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
+
+
 def autocast(case: Case) -> contextlib.AbstractContextManager:
     if not case.amp:
         return contextlib.nullcontext()
@@ -257,12 +259,8 @@ def paired_with_ours(case: Case, theirs: Callable[[], None], x: torch.Tensor, y:
     """Our model's training step against transformers+peft's (`theirs`, already warm), built in
     this process and alternated round by round. The median of the in-round ratios follows neither
     process's own luck nor a drift in the machine's load, which separate processes do."""
-    from vidpeft.engine.config import TrainConfig
-    from vidpeft.engine.optim import build_optimizer
-
-    ours = build_vidpeft(Case(**{**case.__dict__, "impl": "vidpeft"}))
-    ours.model.to(x.device).train()
-    optimizer = build_optimizer(ours.model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
+    ours = build_vidpeft(replace(case, impl="vidpeft"))
+    optimizer = our_optimizer(ours.model.to(x.device).train())
     our_times, their_times = alternated(training_step(ours, optimizer, x, y, autocast(case), sync), theirs,
                                         case.repeats)
     ratios = [{k: a[k] / b[k] for k in ("median_s", "cpu_s")} for a, b in zip(our_times, their_times)]

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..backbones import BACKBONES
+from ..bench.worker import PEFT_EQUIVALENTS
 from .common import add_method_options, fail, method_help, method_options
 
 # clip lengths are each backbone's default (BackboneInfo.frames): 16 for ViT-B (VideoMAE's setting),
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="untimed training steps besides the first, which is never timed (default 0)")
     parser.add_argument("--grad-checkpointing", action="store_true", help="per-block activation checkpointing")
     parser.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype of forward and loss (default: fp32)")
-    parser.add_argument("--no-peft", action="store_true", help="skip the comparisons with transformers+peft (LoRA, NormTuning on VideoMAE)")
+    parser.add_argument("--no-peft", action="store_true", help="skip the comparisons with transformers+peft on VideoMAE "
+                        f"({', '.join(PEFT_EQUIVALENTS)}: peft's equivalents)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--timeout", type=float, help="seconds allowed per case (default: none)")
     parser.add_argument("--quick", action="store_true", help="micro backbones, small input: a few minutes on CPU")
