@@ -223,9 +223,10 @@ def our_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 
 def autocast(case: Case) -> contextlib.AbstractContextManager:
-    if not case.amp:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(case.device).type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[case.amp])
+    """The autocast context of `case.amp` (None: fp32), built as vidpeft-train builds it."""
+    from vidpeft.engine.train import autocast as training_autocast
+
+    return training_autocast(torch.device(case.device), case.amp)[0]
 
 
 def training_step(built: Built, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
