@@ -14,7 +14,7 @@ import math
 import random
 import re
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +30,6 @@ from vidpeft.backbones import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exp
 from vidpeft.data.sampling import resized_size, spatial_crops
 from vidpeft.errors import UserError
 
-if TYPE_CHECKING:
-    from vidpeft.data.config import DataConfig
 
 _RANDAUGMENT = re.compile(r"^rand(?P<options>(-[a-z]+[0-9.]+)*)$")
 _MAX_MAGNITUDE = 10.0  # timm's magnitude scale: m10 = the strongest setting of every op
@@ -212,7 +210,7 @@ class TrainTransform:
     ClipNormalizer to normalise later (a quarter of the bytes to collate and pass between
     processes). Random erasing needs normalised values, so with it the clip is always float."""
 
-    def __init__(self, cfg: DataConfig, pixels: bool = False) -> None:
+    def __init__(self, cfg: Any, pixels: bool = False) -> None:  # cfg: a DataConfig
         if cfg.train_crop == "multiscale":
             crop = MultiScaleCrop(cfg.input_size, cfg.scales, cfg.fixed_crops)
         else:
@@ -244,7 +242,7 @@ class MultiViewTransform:
     """K clips of T frames -> (K·C, 3, T, S, S) views, clip-major: view k·C + c is clip k
     (in time order) seen through crop c (left→right or top→bottom)."""
 
-    def __init__(self, cfg: DataConfig) -> None:
+    def __init__(self, cfg: Any) -> None:  # cfg: a DataConfig
         self.size, self.crops = cfg.short_side_resize, cfg.test_crops
         self.mean, self.std = cfg.mean, cfg.std
 
