@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import vidpeft
 from vidpeft.backbones.layers import TokenLayout
 from vidpeft.methods import blocks
+from vidpeft.methods.grid_conv import depthwise_conv
 from vidpeft.methods.mona import Mona
 from vidpeft.methods.st_adapter import STAdapter
 
@@ -38,13 +39,36 @@ def shifted_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """sum over kernel taps of weight[c, dt, dy, dx] * g[b, t + dt - kt//2, h + dy - kh//2, w + dx - kw//2, c],
     zero outside the grid; g is (B, T, H, W, C), weight (C, kt, kh, kw)."""
     _, kt, kh, kw = weight.shape
+    frames = g.shape[1]
     padded = F.pad(g, (0, 0, kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2))
     out = torch.zeros_like(g)
     for dt in range(kt):
         for dy in range(kh):
             for dx in range(kw):
-                out += weight[:, dt, dy, dx] * padded[:, dt:dt + T, dy:dy + H, dx:dx + W]
+                out = out + weight[:, dt, dy, dx] * padded[:, dt:dt + frames, dy:dy + H, dx:dx + W]
     return out
+
+
+@pytest.mark.parametrize("kernel,form", [((3, 1, 1), "conv2d"), ((3, 1, 1), "shifts"), ((5, 1, 1), "shifts"),
+                                         ((1, 7, 7), None), ((3, 7, 7), None), ((3, 3, 5), None)])
+@pytest.mark.parametrize("frames", [1, 2, T])
+def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradients(kernel, form, frames):
+    """Every form of grid_conv.depthwise_conv against the shift-and-add sum written out, and its gradients
+    against Conv3d's (the path it replaced), on grids shorter than the kernel too."""
+    generator = torch.Generator().manual_seed(7)
+    grid = torch.randn(B, frames, H, W, C, generator=generator, requires_grad=True)
+    weight = (torch.randn(C, 1, *kernel, generator=generator) * 0.5).requires_grad_()
+    bias = torch.randn(C, generator=generator, requires_grad=True)
+    got = depthwise_conv(grid, weight, bias, form=form)
+    expected = shifted_sum(grid, weight[:, 0]) + bias
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    seed = torch.randn(got.shape, generator=generator)
+    ours = torch.autograd.grad((got * seed).sum(), (grid, weight, bias))
+    padding = tuple(k // 2 for k in kernel)
+    conv3d = F.conv3d(grid.movedim(-1, 1), weight, bias, padding=padding, groups=C).movedim(1, -1)
+    theirs = torch.autograd.grad((conv3d * seed).sum(), (grid, weight, bias))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", range(2), ids=["vit", "swin"])
@@ -91,7 +115,7 @@ def test_mona_filters_equal_the_reference_sum_of_three_depthwise_convolutions(ca
     expected = grid + F.gelu(h) @ mona.project2.weight.t() + mona.project2.bias
     with torch.no_grad():
         got, kept = layout.to_grid(mona(stream))
-        torch.testing.assert_close(got.permute(0, 2, 3, 4, 1), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(got.permute(0, 2, 3, 4, 1), expected, rtol=1e-5, atol=1e-5)
         if extra is not None:
             assert torch.equal(kept, extra)
         if conv == "2d":  # per frame: perturbing frame 3 leaves frames 0..2 as they were

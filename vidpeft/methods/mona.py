@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import GridResidual, MethodConfig, block_width, blocks, fill_slot, register_method
+from .grid_conv import depthwise_conv
 
 KERNELS = (3, 5, 7)
 TEMPORAL = {"2d": 1, "3d": 3}
@@ -52,10 +53,7 @@ class MultiCognitiveFilter(nn.Module):
         return weight + identity, sum(c.bias for c in convs) / len(convs)
 
     def forward(self, g: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.depthwise_kernel()
-        t = weight.shape[2]
-        g = F.conv3d(g.movedim(-1, 1), weight, bias, padding=(t // 2, KERNELS[-1] // 2, KERNELS[-1] // 2),
-                     groups=weight.shape[0]).movedim(1, -1)
+        g = depthwise_conv(g, *self.depthwise_kernel())
         return g + F.linear(g, self.projector.weight.flatten(1), self.projector.bias)
 
 

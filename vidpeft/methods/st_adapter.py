@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .base import GridResidual, MethodConfig, block_width, blocks, fill_slot, register_method
+from .grid_conv import depthwise_conv
 
 POSITIONS = {"attn": "pre_attn", "mlp": "post_attn"}  # "before the MLP": after attention's residual add
 
@@ -39,7 +40,7 @@ class STAdapter(GridResidual):
             nn.init.zeros_(p)
 
     def branch(self, grid: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.conv(self.fc1(grid).movedim(-1, 1)).movedim(1, -1))
+        return self.fc2(depthwise_conv(self.fc1(grid), self.conv.weight, self.conv.bias))  # = self.conv, channels-last
 
 
 @register_method("st-adapter", STAdapterConfig, "depthwise temporal 3D convolution in a bottleneck before attention")
