@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from . import hub
 from .backbones import BACKBONES, backbone_info
 from .backbones.checkpoints import RUN_CONFIG as ADAPTER_CONFIG
 from .backbones.checkpoints import RUN_WEIGHTS as ADAPTER_WEIGHTS
@@ -153,9 +154,13 @@ def read_spec(directory: str | os.PathLike) -> ModelSpec:
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> LoadReport:
-    """Load backbone weights: any checkpoint format vidpeft.backbones.checkpoints recognises, or a
-    vidpeft work dir / its best/ from full fine-tuning (its backbone, not its head)."""
-    return load_checkpoint(model, path)
+    """Load backbone weights: any checkpoint format vidpeft.backbones.checkpoints recognises, a
+    vidpeft work dir / its best/ from full fine-tuning (its backbone, not its head), or a hub name
+    (`hf:OWNER/NAME[@REVISION]`, `timm:MODEL.TAG`: vidpeft.hub) resolved through huggingface_hub's cache."""
+    report = load_checkpoint(model, hub.resolve(path))
+    if hub.is_hub_name(path):
+        report.path = f"{path} ({report.path})"
+    return report
 
 
 def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | None = None) -> nn.Module:
@@ -166,7 +171,7 @@ def load_adapter(directory: str | os.PathLike, pretrained: str | os.PathLike | N
     model.vidpeft_spec = spec
     backbone_weights = pretrained if pretrained is not None else spec.pretrained
     if backbone_weights is not None:
-        if not Path(backbone_weights).exists():
+        if not hub.is_hub_name(backbone_weights) and not Path(backbone_weights).exists():
             raise MissingFile(
                 f"{backbone_weights}: the backbone this adapter was trained on is not there; "
                 "pass load_adapter(..., pretrained=PATH) (or --pretrained) with the same checkpoint")
