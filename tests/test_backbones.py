@@ -8,13 +8,19 @@ import torchvision
 from torch import nn
 from transformers import VideoMAEConfig, VideoMAEModel
 
-from vidpeft.backbones import BACKBONES, build_backbone, videoswin
+from vidpeft.backbones import BACKBONES, Backbone, backbone_info, build_backbone, micro_backbones, videoswin
 
-MICRO = ["videomae-micro", "videoswin-micro"]
+MICRO = micro_backbones()
 
 
 def clip(shape, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def token_size(model: nn.Module) -> tuple[int, int, int]:
+    """(t, h, w) pixels per token: the patch embedding's, t = 1 for an image model applied frame-wise."""
+    patch = tuple(model.patch_embed.patch_size)
+    return patch if len(patch) == 3 else (1, *patch)
 
 
 def n_params(model: nn.Module, skip_head: bool = True) -> int:
@@ -22,11 +28,26 @@ def n_params(model: nn.Module, skip_head: bool = True) -> int:
                if not (skip_head and n.startswith(("head.", "classifier."))))
 
 
-def test_registered_names():
-    assert BACKBONES.names() == sorted(
-        [f"videomae-{s}" for s in ("micro", "s", "b", "l", "h")] + [f"videoswin-{s}" for s in ("micro", "t", "s", "b", "l")]
-        + ["vit-b16-in21k", "clip-b16", "beitv2-b16", "clip-micro", "beitv2-micro"]
-    )
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_registered_backbone_keeps_the_contract(name):
+    """The Backbone protocol (vidpeft/backbones/base.py) on every registered backbone, at full size on the
+    meta device, and the parts every block and attention have."""
+    with torch.device("meta"):
+        model = build_backbone(name, 3)
+    assert isinstance(model, Backbone)
+    assert model.family == backbone_info(name).family and model.extra_tokens is None
+    assert isinstance(model.head, nn.Linear) and isinstance(model.final_norm(), nn.Module)
+    for blk in model.blocks:
+        assert all(hasattr(blk, part) for part in ("norm1", "attn", "norm2", "mlp", "pre_attn", "post_attn",
+                                                    "post_mlp", "token_layout"))
+        attn = blk.attn
+        assert isinstance(attn.qkv, nn.Linear) and attn.qkv.out_features == 3 * attn.num_heads * attn.head_dim
+        assert isinstance(attn.proj, nn.Linear) and attn.kv_prefix is None and callable(attn.project_kv)
+
+
+def test_every_family_has_a_micro_configuration():
+    families = {backbone_info(name).family for name in BACKBONES.names()}
+    assert {backbone_info(name).family for name in MICRO} == families
     with pytest.raises(KeyError, match="unknown backbone 'vit-b': choose one of .*videomae-b"):
         build_backbone("vit-b", 10)
 
@@ -65,7 +86,7 @@ def test_videoswin_sizes_match_torchvision(size):
 @pytest.mark.parametrize("shape", [(2, 3, 8, 64, 64), (1, 3, 4, 32, 48), (1, 3, 16, 96, 64)])
 def test_any_clip_size_gives_logits_and_token_grid(name, shape):
     model = build_backbone(name, 7).eval()
-    patch = model.patch_embed.patch_size
+    patch = token_size(model)
     x = clip(shape)
     with torch.no_grad():
         logits = model(x)
@@ -77,15 +98,16 @@ def test_any_clip_size_gives_logits_and_token_grid(name, shape):
 
 @pytest.mark.parametrize("name", MICRO)
 def test_bad_input_shape_is_a_clear_error(name):
-    with pytest.raises(ValueError, match=r"T divisible by 2 and H, W divisible by (16|4), got shape \(1, 3, 7, 64, 64\)"):
-        build_backbone(name, 3)(torch.zeros(1, 3, 7, 64, 64))
+    t, h, _ = token_size(build_backbone(name, 3))
+    with pytest.raises(ValueError, match=rf"T divisible by {t} and H, W divisible by {h}, got shape \(1, 3, 7, 66, 64\)"):
+        build_backbone(name, 3)(torch.zeros(1, 3, 7, 66, 64))
 
 
 @pytest.mark.parametrize("name", MICRO)
 def test_contract_parts(name):
     model = build_backbone(name, 5)
     blocks = list(model.blocks)
-    assert len(blocks) == (2 if name.startswith("videomae") else 8)
+    assert len(blocks) == sum(hasattr(m, "post_mlp") for m in model.modules())  # `blocks` lists every block
     for blk in blocks:
         attn = blk.attn
         assert isinstance(blk.norm1, nn.LayerNorm) and isinstance(blk.norm2, nn.LayerNorm)
@@ -237,7 +259,7 @@ def test_token_layout_round_trip_and_free_residual_slots_on_every_block(name):
             assert torch.equal(layout.from_grid(g, kept), stream)
 
 
-@pytest.mark.parametrize("name", MICRO)
+@pytest.mark.parametrize("name", ["videomae-micro", "videoswin-micro"])
 def test_token_grid_follows_patch_embedding_and_patch_merging(name):
     """Grid position (t, h, w) holds the token of that position: the ViT's raster order (against the patch
     embedding plus positions), Swin's stage grids after patch merging with odd sizes padded."""
@@ -290,7 +312,13 @@ def test_residual_slots_see_the_stream_where_the_contract_says(name):
         x = before["x"]
         torch.testing.assert_close(seen["pre_attn"], x)
         x = 2 * x
-        x = x + blk.attn(blk.norm1(x))
+        x = x + layer_scale(blk, 1, blk.attn(blk.norm1(x)))
         torch.testing.assert_close(seen["post_attn"], x, rtol=1e-5, atol=1e-6)
         x = 2 * x
-        torch.testing.assert_close(seen["post_mlp"], x + blk.mlp(blk.norm2(x)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(seen["post_mlp"], x + layer_scale(blk, 2, blk.mlp(blk.norm2(x))), rtol=1e-5, atol=1e-6)
+
+
+def layer_scale(blk: nn.Module, branch: int, y: torch.Tensor) -> torch.Tensor:
+    """A branch times the block's layer scale where the model has one (timm's `ls1`, BEiT / Eva's `gamma_1`)."""
+    gamma = getattr(blk, f"gamma_{branch}", None)
+    return getattr(blk, f"ls{branch}", nn.Identity())(y) if gamma is None else gamma * y

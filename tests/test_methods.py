@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import vidpeft
+from vidpeft.backbones import micro_backbones
 from vidpeft.backbones.videomae import sincos_table
 from vidpeft.cli import params as params_cli
 from vidpeft.methods import blocks, canonical_key
 from vidpeft.methods.lora import LoRAQKV
 from vidpeft.methods.patt import ParallelAttention
 
-BACKBONES = [name for name in vidpeft.BACKBONES.names() if name.endswith("-micro")]
+BACKBONES = micro_backbones()
 METHODS = vidpeft.METHODS.names()
 NUM_CLASSES = 5
 # methods whose added tokens change the output at step 0 by design; every other is the identity

@@ -1,9 +1,9 @@
 """load_pretrained: read a checkpoint in any common format into a vidpeft backbone.
 
 The format is recognised from the keys (never the file name); each source format has one
-filter that renames its keys to ours (which are the official VideoMAE / Video Swin names
-without prefixes). Files are read with safetensors or torch.load(weights_only=True), so
-loading never executes code.
+filter that renames its keys to ours, owned by its family's module and registered there
+(`formats.FORMATS`, in detection order). Files are read with safetensors or
+torch.load(weights_only=True), so loading never executes code.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
+from vidpeft.backbones.formats import FORMATS, Format, StateDict
 from vidpeft.errors import MissingFile, UserError
 
-StateDict = dict[str, torch.Tensor]
 HEAD_KEYS = ("head.weight", "head.bias")
 # what a method wrapper calls the module it wraps (peft's name); stripped from model keys
 BASE_LAYER = "base_layer"
@@ -63,164 +62,6 @@ class LoadReport:
         if self.added:
             lines.append(f"  added by the method, initialised by it ({len(self.added)} tensors)")
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    family: str  # "videomae", "videoswin", "timm-vit", "timm-beit"
-    detect: Callable[[set[str]], bool]
-    convert: Callable[[StateDict], StateDict]
-    loads_head: bool = True  # False: the source's head is for another task and is never loaded
-    # image weights in timm's (or the release's) names: the model converts them with timm's own
-    # functions (model.adapt_checkpoint), which need the model (position embedding sizes, ...)
-    by_model: bool = False
-
-
-# ---------------------------------------------------------------- renaming helpers
-
-def rename(sd: StateDict, rules: list[tuple[str, str]], drop: tuple[str, ...] = ()) -> StateDict:
-    """Apply regex substitutions in order to every key; keys matching a `drop` regex are removed."""
-    out = {}
-    for key, value in sd.items():
-        if any(re.search(pattern, key) for pattern in drop):
-            continue
-        for pattern, repl in rules:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return out
-
-
-# Buffers some releases save but which we compute: position tables, relative indices, masks.
-COMPUTED = (r"(^|\.)pos_embed$", r"position_embeddings$", r"relative_position_index$", r"attn_mask$",
-            r"^data_preprocessor\.")
-
-
-# ---------------------------------------------------------------- VideoMAE formats
-
-def official_videomae(sd: StateDict) -> StateDict:
-    """Official fine-tuned VideoMAE: already our names."""
-    return rename(sd, [], drop=COMPUTED)
-
-
-def official_videomae_pretrain(sd: StateDict) -> StateDict:
-    """Official pre-training checkpoint: encoder under `encoder.`, decoder dropped."""
-    encoder = {k: v for k, v in sd.items() if k.startswith("encoder.")}
-    return rename(encoder, [(r"^encoder\.", "")], drop=COMPUTED)
-
-
-def mmaction_videomae(sd: StateDict) -> StateDict:
-    """mmaction2's VisionTransformer (vit_mae.py) with an mmaction cls_head."""
-    return rename(sd, [
-        (r"^backbone\.", ""),
-        (r"^patch_embed\.projection\.", "patch_embed.proj."),
-        (r"\.mlp\.layers\.0\.0\.", ".mlp.fc1."),
-        (r"\.mlp\.layers\.1\.", ".mlp.fc2."),
-        (r"^cls_head\.fc_cls\.", "head."),
-    ], drop=COMPUTED)
-
-
-def hf_videomae(sd: StateDict) -> StateDict:
-    """transformers' VideoMAE port (VideoMAEModel / ForVideoClassification / ForPreTraining)."""
-    sd = rename(sd, [(r"^videomae\.", "")],
-                drop=COMPUTED + (r"^decoder\.", r"^encoder_to_decoder\.", r"^mask_token$"))
-    out = rename(sd, [
-        (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-        (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
-        (r"\.layernorm_before\.", ".norm1."),
-        (r"\.layernorm_after\.", ".norm2."),
-        (r"\.attention\.output\.dense\.", ".attn.proj."),
-        (r"\.intermediate\.dense\.", ".mlp.fc1."),
-        (r"\.output\.dense\.", ".mlp.fc2."),
-        # q/v biases: `query.bias` / `value.bias` (transformers >= 4.4x) or `q_bias` / `v_bias` (older)
-        (r"\.attention\.attention\.(query\.bias|q_bias)$", ".attn.q_bias"),
-        (r"\.attention\.attention\.(value\.bias|v_bias)$", ".attn.v_bias"),
-        (r"^layernorm\.", "norm."),
-        (r"^classifier\.", "head."),
-    ])
-    # separate query / key / value projections -> one fused qkv weight
-    for prefix in sorted({k.rsplit(".attention.attention.", 1)[0] for k in out if ".attention.attention." in k}):
-        parts = [out.pop(f"{prefix}.attention.attention.{n}.weight") for n in ("query", "key", "value")]
-        out[f"{prefix}.attn.qkv.weight"] = torch.cat(parts)
-    return out
-
-
-# ---------------------------------------------------------------- Video Swin formats
-
-SWIN_COMMON = [(r"^backbone\.", ""), (r"^cls_head\.fc_cls\.", "head.")]
-
-
-def official_videoswin(sd: StateDict) -> StateDict:
-    """The Video Swin release (an mmaction 0.x model): `backbone.` + `cls_head.fc_cls.`."""
-    return rename(sd, SWIN_COMMON, drop=COMPUTED)
-
-
-def mmaction_videoswin(sd: StateDict) -> StateDict:
-    """mmaction2 1.x SwinTransformer3D: as the official one, but the final norm is `norm3`."""
-    return rename(sd, SWIN_COMMON + [(r"^norm3\.", "norm.")], drop=COMPUTED)
-
-
-def torchvision_swin3d(sd: StateDict) -> StateDict:
-    """torchvision swin3d_*: features.{2i} = stage i blocks, features.{2i+1} = its patch merging."""
-    def stage(match: re.Match) -> str:
-        index = int(match.group(1))
-        return f"layers.{index // 2}.blocks." if index % 2 == 0 else f"layers.{index // 2}.downsample."
-
-    out = {}
-    for key, value in rename(sd, [(r"\.mlp\.0\.", ".mlp.fc1."), (r"\.mlp\.3\.", ".mlp.fc2.")], drop=COMPUTED).items():
-        out[re.sub(r"^features\.(\d+)\.", stage, key)] = value
-    return out
-
-
-def has(*patterns: str) -> Callable[[set[str]], bool]:
-    """Detector: every pattern matches at least one key."""
-    return lambda keys: all(any(re.search(p, k) for k in keys) for p in patterns)
-
-
-def same(sd: StateDict) -> StateDict:
-    return dict(sd)
-
-
-# ---------------------------------------------------------------- image models (timm)
-# A ViT or BEiT has a class token or a qkv bias; VideoMAE has neither (q_bias / v_bias beside a bias-free qkv).
-
-def timm_vit_keys(keys: set[str]) -> bool:
-    return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
-
-
-IMAGE_FORMATS = [
-    Format("vidpeft timm BEiT", "timm-beit", has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
-    Format("vidpeft timm ViT", "timm-vit", has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
-    Format("OpenAI CLIP / open_clip", "timm-vit",
-           has(r"^(module\.)?visual\.(class_embedding|trunk\.pos_embed|trunk\.blocks\.0\.norm1\.weight)$"), same,
-           by_model=True),
-    Format("Google ViT .npz", "timm-vit", has(r"^(opt/target/|params/)?(Transformer/encoderblock|embedding/kernel)"),
-           same, by_model=True),
-    Format("official BEiT v2 pre-training", "timm-beit",
-           has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$", r"^(lm_head\.weight|mask_token)$"), same, by_model=True),
-    Format("timm / official BEiT", "timm-beit", has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$"), same,
-           by_model=True),
-    Format("timm ViT", "timm-vit", timm_vit_keys, same, by_model=True),
-]
-
-# Order matters: the first detector that matches wins.
-FORMATS = IMAGE_FORMATS + [
-    Format("Hugging Face transformers VideoMAE", "videomae",
-           has(r"^(videomae\.)?encoder\.layer\.\d+\.attention\.attention\.query\.weight$"), hf_videomae),
-    Format("official VideoMAE pre-training", "videomae", has(r"^encoder\.blocks\.\d+\.attn\.qkv\.weight$"),
-           official_videomae_pretrain),
-    Format("mmaction2 VideoMAE", "videomae",
-           has(r"^backbone\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.blocks\.\d+\.mlp\.layers\."),
-           mmaction_videomae),
-    Format("VideoMAE fine-tuning (official release or vidpeft names)", "videomae", has(r"^blocks\.\d+\.attn\.qkv\.weight$"),
-           official_videomae),
-    Format("mmaction2 Video Swin", "videoswin",
-           has(r"^backbone\.layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.norm3\.weight$"),
-           mmaction_videoswin),
-    Format("Video Swin (official release or vidpeft names)", "videoswin", has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"),
-           official_videoswin),
-    Format("torchvision swin3d", "videoswin", has(r"^features\.0\.\d+\.attn\.qkv\.weight$"), torchvision_swin3d),
-]
 
 
 # ---------------------------------------------------------------- reading

@@ -23,6 +23,8 @@ from timm.models import beit as timm_beit
 from timm.models import vision_transformer as timm_vit
 from torch import nn
 
+from vidpeft.backbones.base import BackboneInfo, register_backbone, register_resolver
+from vidpeft.backbones.formats import Format, has, register_formats, same
 from vidpeft.backbones.layers import (
     TokenLayout, VideoClassifier, check_divisible, prefix_kv, qkv_with_qv_bias, run_blocks,
 )
@@ -374,18 +376,21 @@ def factory(timm_name: str, defaults: dict):
     return build_named
 
 
-def resolve(name: str):
-    """`timm/<model name>` -> its factory; None for names that are not of that form."""
+def resolve(name: str) -> tuple[callable, BackboneInfo] | None:
+    """`timm/<model name>` -> its factory and facts; None for names that are not of that form."""
     if not name.startswith(TIMM_PREFIX):
         return None
     timm_name = name[len(TIMM_PREFIX):]
     if not timm.is_model(timm_name.split(".")[0]):
         raise UnknownName(f"unknown backbone {name!r}: timm has no model {timm_name!r} (see timm.list_models())")
-    return factory(timm_name, {})
+    return factory(timm_name, {}), image_info(timm_name)
 
 
-def timm_name_of(name: str) -> str:
-    return ALIASES[name][0] if name in ALIASES else name[len(TIMM_PREFIX):]
+def image_info(timm_name: str, micro: bool = False) -> BackboneInfo:
+    """A timm image model applied frame-wise: 8 frames (AIM's clips), timm's mean/std and input size."""
+    mean, std, size = normalisation(timm_name)
+    return BackboneInfo(family_of(timm_name), 8, mean, std, {"patt_dim": 32}, frame_wise=True, input_size=size,
+                        micro=micro)
 
 
 def family_of(timm_name: str) -> str:
@@ -398,12 +403,40 @@ def family_of(timm_name: str) -> str:
     return families[module]
 
 
-def normalisation(timm_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Input mean and std of the pretrained weights, from timm's pretrained config of the model."""
+def normalisation(timm_name: str) -> tuple[tuple[float, ...], tuple[float, ...], int]:
+    """Input mean, std and frame side of the pretrained weights, from timm's pretrained config of the model."""
     try:
         cfg = timm.models.get_pretrained_cfg(timm_name)
     except RuntimeError as error:  # an unknown pretrained tag
         raise UnknownName(f"timm/{timm_name}: {error}") from None
     if cfg is None:
         raise UnknownName(f"timm/{timm_name}: timm has no pretrained config for it")
-    return tuple(cfg.mean), tuple(cfg.std)
+    return tuple(cfg.mean), tuple(cfg.std), cfg.input_size[-1]
+
+
+for _alias, (_timm_name, _defaults) in ALIASES.items():
+    register_backbone(_alias, factory(_timm_name, _defaults), image_info(_timm_name, micro=_defaults.items() >= MICRO.items()))
+register_resolver(resolve)
+
+
+# ---------------------------------------------------------------- checkpoint formats
+# A ViT or BEiT has a class token or a qkv bias; VideoMAE has neither (q_bias / v_bias beside a bias-free qkv).
+
+def timm_vit_keys(keys: set[str]) -> bool:
+    return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
+
+
+register_formats(
+    Format("vidpeft timm BEiT", FrameWiseBeit.family, has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
+    Format("vidpeft timm ViT", FrameWiseViT.family, has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
+    Format("OpenAI CLIP / open_clip", FrameWiseViT.family,
+           has(r"^(module\.)?visual\.(class_embedding|trunk\.pos_embed|trunk\.blocks\.0\.norm1\.weight)$"), same,
+           by_model=True),
+    Format("Google ViT .npz", FrameWiseViT.family,
+           has(r"^(opt/target/|params/)?(Transformer/encoderblock|embedding/kernel)"), same, by_model=True),
+    Format("official BEiT v2 pre-training", FrameWiseBeit.family,
+           has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$", r"^(lm_head\.weight|mask_token)$"), same, by_model=True),
+    Format("timm / official BEiT", FrameWiseBeit.family, has(r"^cls_token$", r"^blocks\.\d+\.attn\.q_bias$"), same,
+           by_model=True),
+    Format("timm ViT", FrameWiseViT.family, timm_vit_keys, same, by_model=True),
+)

@@ -1,7 +1,8 @@
 """VideoMAE ViT (Tong et al. 2022): tubelet Conv3d, fixed sin-cos positions, SDPA attention.
 
 Parameter names follow the official VideoMAE release, so its fine-tuning checkpoints load
-as they are; other formats are renamed in checkpoints.py."""
+as they are; the other formats (pre-training, mmaction2, transformers) are renamed by the filters
+at the end of this file."""
 from __future__ import annotations
 
 
@@ -9,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidpeft.backbones.base import BackboneInfo, register_backbone
+from vidpeft.backbones.formats import COMPUTED, Format, StateDict, fuse_qkv, has, register_formats, rename
 from vidpeft.backbones.layers import (
     TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias,
     run_blocks, size_factory, stochastic_depth_rates,
@@ -162,3 +165,72 @@ SIZES = {
 def factory(size: str):
     doc = f"VideoMAE ViT-{size.upper()}/16, tubelet 2"
     return size_factory(VideoMAE, SIZES, size, f"videomae_{size}", doc)
+
+
+# V-PETL's settings on VideoMAE: PATT width 32, AdaptFormer's input the residual stream (AdaptFormer's
+# vit_video.py); clip length 16 (its pre-training); the micro test model takes 8 frames.
+METHOD_DEFAULTS = {"patt_dim": 32, "adapter_input": "residual"}
+for _size in SIZES:
+    register_backbone(f"videomae-{_size}", factory(_size),
+                      BackboneInfo(VideoMAE.family, 8 if _size == "micro" else 16, method_defaults=METHOD_DEFAULTS,
+                                   micro=_size == "micro"))
+
+
+# ---------------------------------------------------------------- checkpoint formats
+
+def official_videomae(sd: StateDict) -> StateDict:
+    """Official fine-tuned VideoMAE: already our names."""
+    return rename(sd, [], drop=COMPUTED)
+
+
+def official_videomae_pretrain(sd: StateDict) -> StateDict:
+    """Official pre-training checkpoint: encoder under `encoder.`, decoder dropped."""
+    encoder = {k: v for k, v in sd.items() if k.startswith("encoder.")}
+    return rename(encoder, [(r"^encoder\.", "")], drop=COMPUTED)
+
+
+def mmaction_videomae(sd: StateDict) -> StateDict:
+    """mmaction2's VisionTransformer (vit_mae.py) with an mmaction cls_head."""
+    return rename(sd, [
+        (r"^backbone\.", ""),
+        (r"^patch_embed\.projection\.", "patch_embed.proj."),
+        (r"\.mlp\.layers\.0\.0\.", ".mlp.fc1."),
+        (r"\.mlp\.layers\.1\.", ".mlp.fc2."),
+        (r"^cls_head\.fc_cls\.", "head."),
+    ], drop=COMPUTED)
+
+
+def hf_videomae(sd: StateDict) -> StateDict:
+    """transformers' VideoMAE port (VideoMAEModel / ForVideoClassification / ForPreTraining)."""
+    sd = rename(sd, [(r"^videomae\.", "")],
+                drop=COMPUTED + (r"^decoder\.", r"^encoder_to_decoder\.", r"^mask_token$"))
+    out = rename(sd, [
+        (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+        (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."),
+        (r"\.layernorm_before\.", ".norm1."),
+        (r"\.layernorm_after\.", ".norm2."),
+        (r"\.attention\.output\.dense\.", ".attn.proj."),
+        (r"\.intermediate\.dense\.", ".mlp.fc1."),
+        (r"\.output\.dense\.", ".mlp.fc2."),
+        # q/v biases: `query.bias` / `value.bias` (transformers >= 4.4x) or `q_bias` / `v_bias` (older)
+        (r"\.attention\.attention\.(query\.bias|q_bias)$", ".attn.q_bias"),
+        (r"\.attention\.attention\.(value\.bias|v_bias)$", ".attn.v_bias"),
+        (r"^layernorm\.", "norm."),
+        (r"^classifier\.", "head."),
+    ])
+    for prefix in sorted({k.rsplit(".attention.attention.", 1)[0] for k in out if ".attention.attention." in k}):
+        fuse_qkv(out, tuple(f"{prefix}.attention.attention.{n}" for n in ("query", "key", "value")), f"{prefix}.attn.qkv")
+    return out
+
+
+register_formats(
+    Format("Hugging Face transformers VideoMAE", VideoMAE.family,
+           has(r"^(videomae\.)?encoder\.layer\.\d+\.attention\.attention\.query\.weight$"), hf_videomae),
+    Format("official VideoMAE pre-training", VideoMAE.family, has(r"^encoder\.blocks\.\d+\.attn\.qkv\.weight$"),
+           official_videomae_pretrain),
+    Format("mmaction2 VideoMAE", VideoMAE.family,
+           has(r"^backbone\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.blocks\.\d+\.mlp\.layers\."),
+           mmaction_videomae),
+    Format("VideoMAE fine-tuning (official release or vidpeft names)", VideoMAE.family,
+           has(r"^blocks\.\d+\.attn\.qkv\.weight$"), official_videomae),
+)

@@ -15,12 +15,15 @@ from `model.extra_tokens` (once, before the first block) or a block's `extra_tok
 replaces the incoming ones (deep prompts)."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidpeft.backbones.base import BackboneInfo, register_backbone
+from vidpeft.backbones.formats import COMPUTED, Format, StateDict, has, register_formats, rename
 from vidpeft.backbones.layers import (
     TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv,
     size_factory, stochastic_depth_rates,
@@ -314,3 +317,48 @@ SIZES = {
 def factory(size: str):
     doc = f"Video Swin-{size.upper()}, patch (2,4,4), window (8,7,7)"
     return size_factory(VideoSwin, SIZES, size, f"videoswin_{size}", doc)
+
+
+# V-PETL's settings on Video Swin: PATT width 128, AdaptFormer's input norm2's output (V-PETL's Swin
+# code); clip length 8 (the benchmark's).
+METHOD_DEFAULTS = {"patt_dim": 128, "adapter_input": "norm2"}
+for _size in SIZES:
+    register_backbone(f"videoswin-{_size}", factory(_size),
+                      BackboneInfo(VideoSwin.family, 8, method_defaults=METHOD_DEFAULTS, micro=_size == "micro"))
+
+
+# ---------------------------------------------------------------- checkpoint formats
+
+SWIN_COMMON = [(r"^backbone\.", ""), (r"^cls_head\.fc_cls\.", "head.")]
+
+
+def official_videoswin(sd: StateDict) -> StateDict:
+    """The Video Swin release (an mmaction 0.x model): `backbone.` + `cls_head.fc_cls.`."""
+    return rename(sd, SWIN_COMMON, drop=COMPUTED)
+
+
+def mmaction_videoswin(sd: StateDict) -> StateDict:
+    """mmaction2 1.x SwinTransformer3D: as the official one, but the final norm is `norm3`."""
+    return rename(sd, SWIN_COMMON + [(r"^norm3\.", "norm.")], drop=COMPUTED)
+
+
+def torchvision_swin3d(sd: StateDict) -> StateDict:
+    """torchvision swin3d_*: features.{2i} = stage i blocks, features.{2i+1} = its patch merging."""
+    def stage(match: re.Match) -> str:
+        index = int(match.group(1))
+        return f"layers.{index // 2}.blocks." if index % 2 == 0 else f"layers.{index // 2}.downsample."
+
+    out = {}
+    for key, value in rename(sd, [(r"\.mlp\.0\.", ".mlp.fc1."), (r"\.mlp\.3\.", ".mlp.fc2.")], drop=COMPUTED).items():
+        out[re.sub(r"^features\.(\d+)\.", stage, key)] = value
+    return out
+
+
+register_formats(
+    Format("mmaction2 Video Swin", VideoSwin.family,
+           has(r"^backbone\.layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.norm3\.weight$"),
+           mmaction_videoswin),
+    Format("Video Swin (official release or vidpeft names)", VideoSwin.family,
+           has(r"^(backbone\.)?layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$"), official_videoswin),
+    Format("torchvision swin3d", VideoSwin.family, has(r"^features\.0\.\d+\.attn\.qkv\.weight$"), torchvision_swin3d),
+)
