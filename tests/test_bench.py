@@ -104,7 +104,7 @@ def test_comparisons(quick_run):
     stdout, run, _ = quick_run
     results = by_case(run)
     compared = {c["method"]: c for c in run["comparisons"]["vs_transformers_peft"]}
-    assert set(compared) == set(PEFT_EQUIVALENTS) == {"lora", "norm"}
+    assert set(compared) == set(PEFT_EQUIVALENTS) == {"lora", "dora", "norm"}
     for method, peft in compared.items():
         ours = results[("videomae-micro", method, "vidpeft")]
         theirs = results[("videomae-micro", method, "transformers+peft")]

@@ -19,6 +19,8 @@ _EXPORTS = {
     "METHODS": "vidpeft.methods",
     "merge_lora": "vidpeft.methods",
     "unmerge_lora": "vidpeft.methods",
+    "merge_dora": "vidpeft.methods",
+    "unmerge_dora": "vidpeft.methods",
     "fold_prefix": "vidpeft.methods",
 }
 __all__ = sorted(_EXPORTS)
