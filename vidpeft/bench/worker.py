@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .flops import count_flops
 from .measure import current_rss_mb, peak_rss_mb, timed
 
 HF_PEFT = "transformers+peft"
@@ -111,21 +112,6 @@ def peft_lora(options: dict):
                       target_modules=[{"q": "query", "k": "key", "v": "value"}[t] for t in ours.targets])
 
 
-def peft_dora(options: dict):
-    """peft DoRA (LoRA with use_dora) on transformers' modules for our targets, same rank, alpha and dropout."""
-    from peft import LoraConfig
-
-    from vidpeft.methods.dora import DoRAConfig
-
-    ours = DoRAConfig(**options)
-    names = {"q": [r"attention\.attention\.query"], "k": [r"attention\.attention\.key"],
-             "v": [r"attention\.attention\.value"], "proj": [r"attention\.output\.dense"],
-             "mlp": [r"intermediate\.dense", r"output\.dense"]}
-    modules = "|".join(name for t in ours.targets for name in names[t])
-    return LoraConfig(r=ours.rank, lora_alpha=ours.alpha, lora_dropout=ours.dropout, use_dora=True,
-                      modules_to_save=["classifier"], target_modules=rf".*encoder\.layer\.\d+\.({modules})")
-
-
 def peft_ln_tuning(options: dict):
     """peft LN tuning of every LayerNorm of transformers' VideoMAE: our NormTuning."""
     from peft import LNTuningConfig
@@ -138,7 +124,7 @@ def peft_ln_tuning(options: dict):
 
 
 # our methods with an equivalent in peft that runs on transformers' VideoMAE: its config from our options
-PEFT_EQUIVALENTS: dict[str, Callable[[dict], object]] = {"lora": peft_lora, "dora": peft_dora, "norm": peft_ln_tuning}
+PEFT_EQUIVALENTS: dict[str, Callable[[dict], object]] = {"lora": peft_lora, "norm": peft_ln_tuning}
 
 
 class SavedTensors:
@@ -171,9 +157,30 @@ class SavedTensors:
         return {"saved_mb": self.total / 2**20, "saved_below_mb": self.below / 2**20}
 
 
-def measure(case: Case) -> dict:
+@dataclass
+class Prepared:
+    """A case built on its device, its first step taken: `result` holds what does not need timing."""
+
+    case: Case
+    built: Built
+    step: Callable[[], None]
+    infer: Callable[[], None]
+    x: torch.Tensor
+    y: torch.Tensor
+    sync: Callable[[], None]
+    result: dict
+
+
+def prepare(case: Case) -> Prepared:
+    """Build the case, take its first (untimed) step counting what autograd saves, count a step's
+    FLOPs, save the adapter. Memory: on CUDA the allocations this case added (peak of its first
+    step over what was allocated before it was built), on CPU the process's resident set."""
     device = torch.device(case.device)
     cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    cuda_base = torch.cuda.memory_allocated() / 2**20 if cuda else 0.0
     rss_start = current_rss_mb()
     built = build_hf_peft(case) if case.impl == HF_PEFT else build_vidpeft(case)
     model = built.model.to(device).train()
@@ -184,45 +191,100 @@ def measure(case: Case) -> dict:
     y = torch.randint(0, case.num_classes, (case.batch,), generator=generator).to(device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rss_built = current_rss_mb()
-    cuda_built = torch.cuda.memory_allocated() / 2**20 if cuda else None
-
+    cuda_built = torch.cuda.memory_allocated() / 2**20 - cuda_base if cuda else None
     amp = autocast(case)
 
     step = training_step(built, optimizer, x, y, amp, sync)
     saved = SavedTensors(model, built.trainable_owners)
     with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
         step()  # the first step also creates the optimiser state
-    saved_info = saved.close()
-    step_time = timed(step, case.warmup, case.repeats)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()
-    optimizer_tensors = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
-    optimizer_state = sum(t.numel() for s in optimizer.state.values() for t in s.values()
-                          if torch.is_tensor(t) and t.ndim > 0)
-
-    model.eval()
+    peak = torch.cuda.max_memory_allocated() / 2**20 - cuda_base if cuda else None
+    flops = count_flops(forward_backward(built, x, y, amp))
 
     def infer() -> None:
         with torch.no_grad(), amp:
             built.forward(x)
         sync()
 
-    infer_time = timed(infer, 1, case.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         adapter_bytes = os.path.getsize(built.save(tmp))
     result = {
         "case": case.__dict__, "threads": torch.get_num_threads(),
         "trainable": built.trainable, "trainable_with_head": sum(p.numel() for p in trainable_tensors),
-        "optimizer_params": optimizer_tensors, "optimizer_state": optimizer_state,
+        "optimizer_params": sum(p.numel() for g in optimizer.param_groups for p in g["params"]),
+        "optimizer_state": sum(t.numel() for s in optimizer.state.values() for t in s.values()
+                               if torch.is_tensor(t) and t.ndim > 0),
         "rss_start_mb": rss_start, "built_mb": cuda_built if cuda else rss_built, "peak_mb": peak,
         "memory": "cuda_max_allocated" if cuda else "max_rss",
-        **saved_info, "step": step_time, "infer": infer_time, "adapter_bytes": adapter_bytes,
+        **saved.close(), "flops": flops, "adapter_bytes": adapter_bytes,
     }
+    return Prepared(case, built, step, infer, x, y, sync, result)
+
+
+def measure(case: Case) -> dict:
+    """One case alone in this process."""
+    prepared = prepare(case)
+    result, model = prepared.result, prepared.built.model
+    result["step"] = timed(prepared.step, case.warmup, case.repeats)
+    result["peak_mb"] = peak_rss_mb() if result["peak_mb"] is None else torch.cuda.max_memory_allocated() / 2**20
+    model.eval()
+    result["infer"] = timed(prepared.infer, 1, case.repeats)
     if case.impl != HF_PEFT and case.method == "lora":
-        result["merge"] = merged_vs_plain(case, model, x)
+        result["merge"] = merged_vs_plain(case, model, prepared.x)
     if case.impl == HF_PEFT:
         model.train()
-        result["paired"] = paired_with_ours(case, step, x, y, sync)
+        result["paired"] = paired_with_ours(case, prepared.step, prepared.x, prepared.y, prepared.sync)
     return result
+
+
+def measure_together(cases: list[Case]) -> list[dict]:
+    """Every case in this one process, a backbone at a time: all its cases built and resident, then
+    their training steps alternated round by round (the order reversed every round), then their
+    inference the same way; each case's per-round times go in `rounds`, so a ratio between two
+    cases is the median of in-round ratios (report.add_ratios). The transformers+peft cases get
+    their `paired` comparison from the same rounds. Memory is per case on CUDA (what it added), not
+    measured on CPU (one process: its resident set is every case's)."""
+    results: list[dict] = []
+    for backbone in dict.fromkeys(c.backbone for c in cases):
+        group = [prepare(c) for c in cases if c.backbone == backbone]
+        repeats = group[0].case.repeats
+        steps = alternated_all([p.step for p in group], repeats)
+        for p in group:
+            p.built.model.eval()
+        infers = alternated_all([p.infer for p in group], repeats)
+        for p, step_times, infer_times in zip(group, steps, infers):
+            p.result.update(step=summary(step_times), infer=summary(infer_times),
+                            rounds={"step": [t["median_s"] for t in step_times],
+                                    "step_cpu": [t["cpu_s"] for t in step_times],
+                                    "infer": [t["median_s"] for t in infer_times]})
+        for p, step_times in zip(group, steps):
+            if p.result["memory"] == "max_rss":  # the process's, not the case's
+                p.result.update(built_mb=None, peak_mb=None)
+            ours = next((i for i, q in enumerate(group) if q.case == replace(p.case, impl="vidpeft")), None)
+            if p.case.impl == HF_PEFT and ours is not None:
+                p.result["paired"] = paired(steps[ours], step_times)
+        results += [p.result for p in group]
+        del group, steps, infers
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return results
+
+
+def summary(times: list[dict]) -> dict[str, float]:
+    return {"median_s": statistics.median(t["median_s"] for t in times), "min_s": min(t["min_s"] for t in times),
+            "cpu_s": statistics.median(t["cpu_s"] for t in times)}
+
+
+def forward_backward(built: Built, x: torch.Tensor, y: torch.Tensor,
+                     amp: contextlib.AbstractContextManager) -> Callable[[], None]:
+    """A training step's forward and backward (what its FLOPs are counted on), gradients dropped after."""
+    def run() -> None:
+        with amp:
+            loss = F.cross_entropy(built.forward(x), y)
+        loss.backward()
+        built.model.zero_grad(set_to_none=True)
+
+    return run
 
 
 def hf_optimizer(model: nn.Module) -> torch.optim.Optimizer:
@@ -260,10 +322,16 @@ def training_step(built: Built, optimizer: torch.optim.Optimizer, x: torch.Tenso
 def alternated(first: Callable[[], None], second: Callable[[], None], rounds: int) -> tuple[list[dict], list[dict]]:
     """`timed` runs of two functions in 1 + `rounds` rounds, the order swapping every round; the
     first round (untimed) warms both up. Each list holds one {median_s, min_s, cpu_s} per round."""
-    times: tuple[list[dict], list[dict]] = ([], [])
+    first_times, second_times = alternated_all([first, second], rounds)
+    return first_times, second_times
+
+
+def alternated_all(fns: list[Callable[[], None]], rounds: int) -> list[list[dict]]:
+    """`alternated` for any number of functions: the order reverses every round."""
+    times: list[list[dict]] = [[] for _ in fns]
     for i in range(1 + rounds):
-        pair = ((first, times[0]), (second, times[1]))
-        for fn, out in pair[::-1] if i % 2 else pair:
+        order = list(zip(fns, times))
+        for fn, out in order[::-1] if i % 2 else order:
             t = timed(fn, 0, 1)
             if i:
                 out.append(t)
@@ -277,10 +345,13 @@ def paired_with_ours(case: Case, theirs: Callable[[], None], x: torch.Tensor, y:
     process's own luck nor a drift in the machine's load, which separate processes do."""
     ours = build_vidpeft(replace(case, impl="vidpeft"))
     optimizer = our_optimizer(ours.model.to(x.device).train())
-    our_times, their_times = alternated(training_step(ours, optimizer, x, y, autocast(case), sync), theirs,
-                                        case.repeats)
+    return paired(*alternated(training_step(ours, optimizer, x, y, autocast(case), sync), theirs, case.repeats))
+
+
+def paired(our_times: list[dict], their_times: list[dict]) -> dict:
+    """Our step against transformers+peft's from alternated rounds: medians of the in-round ratios."""
     ratios = [{k: a[k] / b[k] for k in ("median_s", "cpu_s")} for a, b in zip(our_times, their_times)]
-    return {"rounds": case.repeats, "vidpeft": our_times, "transformers+peft": their_times,
+    return {"rounds": len(ratios), "vidpeft": our_times, HF_PEFT: their_times,
             "step": statistics.median(r["median_s"] for r in ratios),
             "step_cpu": statistics.median(r["cpu_s"] for r in ratios)}
 
@@ -311,9 +382,13 @@ def _no_grad(model: nn.Module, x: torch.Tensor) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--json", required=True, help="the Case as a JSON object")
-    case = Case(**json.loads(parser.parse_args(argv).json))
-    print(json.dumps(measure(case)))
+    parser.add_argument("--json", required=True, help="the Case as a JSON object, or a list of them to measure "
+                        "together in this process (measure_together): prints a JSON list")
+    spec = json.loads(parser.parse_args(argv).json)
+    if isinstance(spec, list):
+        print(json.dumps(measure_together([Case(**c) for c in spec])))
+    else:
+        print(json.dumps(measure(Case(**spec))))
 
 
 if __name__ == "__main__":

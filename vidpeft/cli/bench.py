@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="vidpeft-bench",
         description="Measure every method x backbone in a fresh process: trainable parameters, training "
         "step time (forward+backward+AdamW step, median after warm-up), peak memory (max RSS on CPU, CUDA "
-        "peak on a GPU), inference time, adapter size, each relative to full fine-tuning; plus our VideoMAE "
+        "peak on a GPU), inference time, adapter size, each relative to full fine-tuning, the step relative to "
+        "LoRA's, the step's model FLOP utilisation (MFU) against a matrix product timed on the device; plus our VideoMAE "
         "LoRA vs transformers+peft and merged LoRA vs the plain backbone. Writes a Markdown table to "
         "stdout, DIR/bench.json and DIR/bench.png.")
     parser.add_argument("--backbone", nargs="+", help="default videomae-b videoswin-b (--quick: the micro ones); "
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype of forward and loss (default: fp32)")
     parser.add_argument("--no-peft", action="store_true", help="skip the comparisons with transformers+peft on VideoMAE "
                         f"({', '.join(PEFT_EQUIVALENTS)}: peft's equivalents)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="measure every case in one process, a backbone at a time, steps alternated round by "
+                        "round (ratios: medians of in-round ratios; saves a process start per case; memory is "
+                        "per case on CUDA only)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--timeout", type=float, help="seconds allowed per case (default: none)")
     parser.add_argument("--quick", action="store_true", help="micro backbones, small input: a few minutes on CPU")
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         batch=args.batch_size, grad_checkpointing=args.grad_checkpointing, warmup=args.warmup,
         repeats=args.repeats or preset["repeats"], device=device, amp=args.amp, options=options, skip=skip)
     command = shlex.join(["vidpeft-bench", *(sys.argv[1:] if argv is None else argv)])
-    result = runner.run(cases, command, args.timeout)
+    result = runner.run(cases, command, args.timeout, together=args.one_process)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "bench.json", json.dumps(result, indent=2).encode())
