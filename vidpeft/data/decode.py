@@ -91,42 +91,45 @@ class DecordReader:
 
 
 class PyAVReader:
-    """Indexes the packets' presentation timestamps at open (a demux, no decoding): frame i is
-    the i-th timestamp in order. read() seeks to the last keyframe before the first frame
-    wanted and decodes from there, skipping the non-reference frames it does not want (no
-    other frame depends on them: FFmpeg's skip_frame NONREF), converting only the frames asked for.
-    Files without usable timestamps are decoded from the start, counting frames. The
-    container is reopened per read, so a reader holds no open file."""
+    """Demuxes the file once at open (no decoding) and keeps its packets: frame i is the one with
+    the i-th presentation timestamp. read() decodes those packets from the last keyframe before
+    the first frame wanted, skipping the non-reference frames it does not want (no other frame
+    depends on them: FFmpeg's skip_frame NONREF), converting only the frames asked for, and
+    stops after the last one; nothing is read from the file twice. Files without usable
+    timestamps are decoded from the start, counting frames."""
 
     def __init__(self, path: Path) -> None:
         import av
 
         self.path = path
         try:
-            with av.open(str(path)) as container:
-                if not container.streams.video:
-                    raise VideoReadError(path, "it has no video stream")
-                stream = container.streams.video[0]
-                self.fps = float(stream.average_rate or stream.base_rate or 0)
-                packets = [(p.pts, p.dts, p.is_keyframe) for p in container.demux(stream) if p.size > 0]
+            self._container = av.open(str(path))
+            if not self._container.streams.video:
+                raise VideoReadError(path, "it has no video stream")
+            stream = self._container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            self.fps = float(stream.average_rate or stream.base_rate or 0)
+            self._packets = [p for p in self._container.demux(stream) if p.size > 0]  # decode order
         except VideoReadError:
             raise
         except Exception as error:  # av.error.FFmpegError and OSError subclasses
             raise VideoReadError(path, f"PyAV cannot open it ({_first_line(error)})") from None
-        self.num_frames = len(packets)
+        self.num_frames = len(self._packets)
         _require_frames(path, self.num_frames)
-        self._pts = self._keyframes = None
-        if all(pts is not None and dts is not None for pts, dts, _ in packets):
-            pts = np.array(sorted(p[0] for p in packets), dtype=np.int64)
+        self._pts = None
+        if all(p.pts is not None and p.dts is not None for p in self._packets):
+            pts = np.array(sorted(p.pts for p in self._packets), dtype=np.int64)
             if len(np.unique(pts)) == len(pts):
                 self._pts = pts
-                self._keyframes = sorted((p, d) for p, d, key in packets if key)  # (pts, dts)
 
     def read(self, indices: np.ndarray) -> torch.Tensor:
         indices = _check_indices(self.path, indices, self.num_frames)
         wanted, inverse = np.unique(indices, return_inverse=True)
         try:
-            frames = self._read_seeking(wanted) if self._pts is not None else None
+            frames = None
+            if self._pts is not None:  # from the keyframe before the clip; from the first if that one is not enough
+                frames = self._decode_packets(wanted, self._keyframe_before(int(self._pts[wanted[0]])))
+                frames = frames if frames is not None else self._decode_packets(wanted, 0)
             if frames is None:
                 frames = self._read_from_start(wanted)
         except VideoReadError:
@@ -135,34 +138,32 @@ class PyAVReader:
             raise VideoReadError(self.path, f"PyAV failed while decoding ({_first_line(error)})") from None
         return torch.from_numpy(np.stack(frames)[inverse])
 
-    def _read_seeking(self, wanted: np.ndarray) -> list[np.ndarray] | None:
-        """The wanted frames, or None if the seek landed after the first of them."""
-        import av
+    def _keyframe_before(self, pts: int) -> int:
+        """Position (decode order) of the last keyframe presented at or before `pts`; 0 if none."""
+        return max((k for k, p in enumerate(self._packets) if p.is_keyframe and p.pts <= pts), default=0)
 
+    def _decode_packets(self, wanted: np.ndarray, start: int) -> list[np.ndarray] | None:
+        """The wanted frames, decoding the packets from position `start`; None if the decoder's
+        first frame comes after the first frame wanted (it needs an earlier start)."""
         targets = {int(self._pts[i]): n for n, i in enumerate(wanted)}
         first = int(self._pts[wanted[0]])
-        keyframe_dts = max((d for p, d in self._keyframes if p <= first), default=None)
         decoded: list[np.ndarray | None] = [None] * len(wanted)
-        found = 0
-        with av.open(str(self.path)) as container:
-            stream = container.streams.video[0]
-            context = stream.codec_context
-            context.thread_count = 1
-            if keyframe_dts is not None:  # a demuxer seeks to a keyframe at or before this time
-                container.seek(keyframe_dts, backward=True, any_frame=False, stream=stream)
-            started = False
-            for packet in container.demux(stream):
-                context.skip_frame = "DEFAULT" if packet.pts in targets or packet.pts is None else "NONREF"
-                for frame in context.decode(packet):
-                    if not started and (frame.pts is None or frame.pts > first):
-                        return None  # landed past the first frame wanted (or no timestamps)
-                    started = True
-                    n = targets.get(frame.pts)
-                    if n is not None and decoded[n] is None:
-                        decoded[n] = frame.to_ndarray(format="rgb24")
-                        found += 1
-                if found == len(wanted):
-                    return decoded
+        found, started = 0, False
+        context = self._container.streams.video[0].codec_context
+        context.flush_buffers()  # nothing left from an earlier read
+        for packet in [*self._packets[start:], None]:  # None drains the decoder's delayed frames
+            if packet is not None:
+                context.skip_frame = "DEFAULT" if packet.pts in targets else "NONREF"
+            for frame in context.decode(packet):
+                if not started and (frame.pts is None or frame.pts > first):
+                    return None
+                started = True
+                n = targets.get(frame.pts)
+                if n is not None and decoded[n] is None:
+                    decoded[n] = frame.to_ndarray(format="rgb24")
+                    found += 1
+            if found == len(wanted):
+                return decoded
         missing = int(wanted[decoded.index(None)])
         raise VideoReadError(self.path, f"the stream ends before frame {missing} although it has "
                              f"{self.num_frames} packets (truncated or corrupt file?)")

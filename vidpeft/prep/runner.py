@@ -97,11 +97,12 @@ def _check_settings(out: Path, settings: EncodeSettings) -> None:
         before = json.loads(report.read_text(encoding="utf-8")).get("settings", {})
     except (OSError, ValueError):
         return
-    for key in ("short_side", "crf"):
+    before.setdefault("encoding", "x264")  # reports older than --encoding: x264's defaults
+    for key in ("short_side", "crf", "encoding"):
         if key in before and before[key] != getattr(settings, key):
             raise LayoutError(
                 f"{out} holds videos made with {key.replace('_', ' ')} {before[key]}, not "
-                f"{getattr(settings, key)}; rerun with the same setting or use a new --out")
+                f"{getattr(settings, key)}; rerun with --{key.replace('_', '-')} {before[key]} or use a new --out")
 
 
 def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = None,
@@ -116,7 +117,7 @@ def run(plan: Plan, out: Path, settings: EncodeSettings, workers: int | None = N
     failures: list[dict] = list(plan.failed)
     report = {
         "dataset": plan.dataset, "out": str(out.resolve()), "finished": False,
-        "settings": asdict(settings), "workers": workers,
+        "settings": asdict(settings), "x264_options": settings.x264_options(), "workers": workers,
         "converted": 0, "skipped": len(plan.jobs) - len(todo), "cpu_seconds": 0.0,
         "failed": failures, "missing": plan.missing, **plan.notes,
     }

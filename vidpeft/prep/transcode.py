@@ -19,9 +19,22 @@ from typing import Iterator, TypeVar
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 T = TypeVar("T")
+# x264 settings of each --encoding. "fastseek" (the default) makes a training clip cheap to
+# decode: a keyframe every 64 frames (a clip never starts more than 63 frames after one),
+# three non-reference B-frames between references in a fixed pattern (skipped unless wanted:
+# the decoder walks only every 4th frame up to the clip) and tune=fastdecode (CAVLC, no
+# deblocking or weighted prediction). Chosen by benchmarks/prep_encoding.py (README, table):
+# 2.2-2.5x cheaper per clip than "x264" (x264's defaults, the encoding before), at 1.6-1.8x the
+# size and the same PSNR.
+ENCODINGS = {
+    "fastseek": {"tune": "fastdecode",
+                 "x264-params": "keyint=64:min-keyint=64:scenecut=0:bframes=3:b-pyramid=none:b-adapt=0"},
+    "x264": {},
+}
 PART_MARK = ".part-"  # hidden temp outputs are named ".<final name>.part-<pid>"
 
 
@@ -35,6 +48,10 @@ class EncodeSettings:
     crf: int = 23
     preset: str = "veryfast"
     threads: int = 0  # decoder / encoder threads per video; 0 = FFmpeg's automatic choice
+    encoding: str = "fastseek"  # a key of ENCODINGS
+
+    def x264_options(self) -> dict[str, str]:
+        return {"crf": str(self.crf), "preset": self.preset, **ENCODINGS[self.encoding]}
 
 
 @dataclass(frozen=True)
@@ -156,8 +173,7 @@ def _encode(frames: Iterator[av.VideoFrame], tmp: Path, width: int, height: int,
     scaled = (scaler.reformat(frame, width, height, format="yuv420p", interpolation="BICUBIC")
               for frame in frames)
     with av.open(str(tmp), "w", format="mp4") as out:
-        vout = out.add_stream("libx264", rate=fps, options={
-            "crf": str(settings.crf), "preset": settings.preset})
+        vout = out.add_stream("libx264", rate=fps, options=settings.x264_options())
         vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
         # Frame threads as the ffmpeg command line uses them (PyAV's default is slice
         # threading, and a "threads" option alone leaves x264 on one thread).
@@ -169,6 +185,8 @@ def _encode(frames: Iterator[av.VideoFrame], tmp: Path, width: int, height: int,
             for frame in frames:
                 # Renumber frames 0, 1, 2, ... at the source rate: every frame is kept.
                 frame.pts, frame.time_base = count, 1 / fps
+                # the source's frame types would force x264's (FFmpeg passes them on): let --encoding choose
+                frame.pict_type = PictureType.NONE
                 out.mux(vout.encode(frame))
                 count += 1
         out.mux(vout.encode(None))
