@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.backbone, args.frames, args.size, args.backend = "videomae-micro", 8, 64, "aot_eager"
-    from vidpeft.engine.train import autocast, precision_name
+    from vidpeft.engine.precision import autocast, precision_name
     from vidpeft.model import build_model, compile_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader, load_recipe
-from vidpeft.data.config import RECIPES_DIR
+from vidpeft.config.recipes import RECIPES_DIR, load_recipe
+from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader
 from vidpeft.data.dataset import EpochSampler
 from vidpeft.data.decode import available_decoders
 from vidpeft.data.pattern_video import write_video
@@ -290,7 +290,7 @@ def training_rate(backbone: str, method: str, steps: int, batch: int,
         import torch.nn.functional as F
 
         from vidpeft import build_model
-        from vidpeft.engine.train import autocast
+        from vidpeft.engine.precision import autocast
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)

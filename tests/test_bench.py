@@ -155,7 +155,7 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     summary = report["summary"]
     [peft] = summary["vs_transformers_peft"]  # the check's bench measures full and LoRA
     assert peft["method"] == "lora" and peft["step"] > 0 and peft["step_cpu"] > 0 and summary["compile_ratio"] > 0
-    from vidpeft.engine.train import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
+    from vidpeft.engine.precision import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
     assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")
     assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]
     rates = report["data"]["decoders"]["k400"]["0"]

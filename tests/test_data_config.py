@@ -1,8 +1,8 @@
 """Recipes in configs/ load into DataConfig; SSv2 is never flipped."""
 import pytest
 
-from vidpeft.data import DataConfig, load_recipe
-from vidpeft.data.config import recipe_path
+from vidpeft.config.recipes import load_recipe, recipe_path
+from vidpeft.data import DataConfig
 
 TRAIN_KEYS = {
     "epochs", "warmup_epochs", "batch_size", "optimizer", "base_lr", "momentum", "weight_decay",
@@ -53,11 +53,11 @@ def test_ssv2_refuses_flip(dataset):
 def test_overrides_and_bad_options(tmp_path):
     cfg = DataConfig.from_recipe(load_recipe("vpetl"), frames=16, stride=None, decoder="pyav")
     assert (cfg.frames, cfg.stride, cfg.decoder) == (16, 4, "pyav")
-    with pytest.raises(ValueError, match="unknown key\\(s\\) frame in the recipe's data"):
+    with pytest.raises(ValueError, match="unknown key data.frame; did you mean data.frames\\? known data keys: frames, "):
         DataConfig.from_recipe({"data": {"frame": 8}})
-    with pytest.raises(ValueError, match="unknown key 'views'"):
+    with pytest.raises(ValueError, match="unknown key test.views; known test keys: clips, crops, temporal"):
         DataConfig.from_recipe({"test": {"views": 8}})
-    with pytest.raises(ValueError, match="sampling must be"):
+    with pytest.raises(ValueError, match="data.sampling: 'uniform'; must be one of dense, segment"):
         DataConfig(sampling="uniform")
     with pytest.raises(FileNotFoundError, match="videomae, vpetl"):
         recipe_path("nope")

@@ -127,7 +127,7 @@ def test_dataset_decodes_the_frames_each_rule_names(counter_root, rule, sampling
 
 
 def test_unknown_rule_is_refused():
-    with pytest.raises(ValueError, match="test temporal must be one of centred, videomae, mmaction"):
+    with pytest.raises(ValueError, match="test.temporal: 'middle'; must be one of centred, videomae, mmaction"):
         DataConfig(test_temporal="middle")
-    with pytest.raises(ValueError, match="train_temporal must be one of"):
+    with pytest.raises(ValueError, match="data.train_temporal: 'x'; must be one of"):
         DataConfig.from_recipe({"data": {"train_temporal": "x"}})

@@ -17,8 +17,8 @@ from vidpeft.cli import predict as predict_cli
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import test as test_cli
 from vidpeft.cli import train as train_cli
-from vidpeft.engine.config import read_yaml
-from vidpeft.engine.train import native_cpu_bf16
+from vidpeft.config.run import RunConfig
+from vidpeft.engine.precision import native_cpu_bf16
 from vidpeft.synthetic import make_dataset
 
 BIN = Path(sys.executable).parent
@@ -70,7 +70,7 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
     assert (work / "best" / "adapter.safetensors").stat().st_size < 200_000
     # the default precision: bf16 only where this CPU has it natively (emulated bf16 is ~20x slower)
     expected = "bfloat16" if native_cpu_bf16() else "float32"
-    assert read_yaml(work / "config.yaml")["resolved"]["precision"] == expected
+    assert RunConfig.read(work / "config.yaml").to_dict()["resolved"]["precision"] == expected
     # vidpeft-test re-scores with other views; vidpeft-predict names labels with scores
     assert test_cli.main(["--work-dir", str(work), "--clips", "1", "--crops", "1",
                           "--out", str(tmp_path / "e.json")]) == 0
@@ -113,7 +113,7 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
 def test_default_precision_on_cpu_is_bf16_only_where_it_is_native(monkeypatch, native):
     import torch
 
-    from vidpeft.engine import train as engine
+    from vidpeft.engine import precision as engine
 
     monkeypatch.setattr(engine, "native_cpu_bf16", lambda: native)
     context, scaler = engine.autocast(torch.device("cpu"), True)
@@ -122,6 +122,19 @@ def test_default_precision_on_cpu_is_bf16_only_where_it_is_native(monkeypatch, n
     assert forced.fast_dtype == torch.bfloat16
     off, _ = engine.autocast(torch.device("cpu"), "none")
     assert not hasattr(off, "fast_dtype")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_run_records_the_precision_it_resolved_on_either_kind_of_cpu(data, tmp_path, monkeypatch, native):
+    """Both precision paths through vidpeft-train, whatever this machine's CPU has: the default
+    (--amp auto) computes in bf16 only where the CPU has it natively, and config.yaml says which."""
+    from vidpeft.engine import precision
+
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: native)
+    work = tmp_path / "run"
+    assert train(data, work, "--eval-every", "0", "--clips", "1", "--crops", "1", epochs=1, method="bitfit") == 0
+    expected = "bfloat16" if native else "float32"
+    assert RunConfig.read(work / "config.yaml").resolved.precision == expected
 
 
 def test_selecting_epochs_on_the_test_list_is_refused_unless_asked(data, tmp_path, capsys):
@@ -202,7 +215,7 @@ def test_a_work_dir_holding_a_run_is_refused_unless_overwrite(data, tmp_path, ca
     (work / "notes.txt").write_text("mine", encoding="utf-8")
     assert train(data, work, "--overwrite", method="linear", epochs=2) == 0
     assert [row["epoch"] for row in log_rows(work)] == ["1", "2"]
-    assert read_yaml(work / "config.yaml")["train"]["epochs"] == 2
+    assert RunConfig.read(work / "config.yaml").to_dict()["train"]["epochs"] == 2
     assert (work / "notes.txt").read_text(encoding="utf-8") == "mine"  # only the run's own outputs are replaced
 
 

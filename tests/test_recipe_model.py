@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 import vidpeft
 from vidpeft.cli import train as train_cli
-from vidpeft.data import load_recipe
-from vidpeft.engine.config import TrainConfig
+from vidpeft.config.recipes import load_recipe
+from vidpeft.config.train import TrainConfig
 from vidpeft.engine.optim import build_optimizer
 from vidpeft.methods import blocks
 
@@ -46,10 +46,10 @@ def test_head_options_from_the_vpetl_recipe_reach_the_model(tmp_path):
         "--backbone", "videomae-micro", "--method", "linear", "--data", str(tmp_path), "--work-dir",
         str(tmp_path / "run"), "--dataset", "ssv2"])
     cfg = train_cli.resolved_config(args)
-    options = cfg["model"]["backbone_options"]
+    options = cfg.model.backbone_options
     assert options == {"drop_path_rate": 0.0, "head_norm": True, "head_init_std": 0.01, "train_fc_norm": True}
     swin = train_cli.resolved_config(argparse.Namespace(**{**vars(args), "backbone": "videoswin-micro"}))
-    assert swin["model"]["backbone_options"] == {"drop_path_rate": 0.4}  # the head options are ViT-only
+    assert swin.model.backbone_options == {"drop_path_rate": 0.4}  # the head options are ViT-only
 
     torch.manual_seed(0)
     model = vidpeft.build_model("videomae-micro", "linear", 400, backbone_options=options)
@@ -113,7 +113,7 @@ def test_a_recipe_sets_method_options_per_dataset_and_flags_win(tmp_path):
         args = train_cli.build_parser().parse_args(
             ["--backbone", "clip-micro", "--method", "aim", "--recipe", "aim", "--data", str(tmp_path / "data"),
              "--work-dir", str(tmp_path / "w"), *flags])
-        return train_cli.resolved_config(args)["model"]["options"]
+        return dict(train_cli.resolved_config(args).model.options)
 
     assert options("--dataset", "ssv2") == {"adapter_scale": 1.0, "temporal_adapter_in": True}
     assert options("--dataset", "ssv2", "--adapter-scale", "0.7") == {"adapter_scale": 0.7, "temporal_adapter_in": True}

@@ -15,7 +15,7 @@ from vidpeft.cli import bench as bench_cli
 from vidpeft.cli import params as params_cli
 from vidpeft.cli import train as train_cli
 from vidpeft.cli.common import method_fields
-from vidpeft.engine.config import TrainConfig
+from vidpeft.config.train import TrainConfig
 from vidpeft.engine.optim import build_optimizer
 from vidpeft.methods import METHODS
 from vidpeft.methods.patt import PATTConfig

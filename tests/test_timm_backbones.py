@@ -253,7 +253,7 @@ def test_aim_count_on_vit_b16(capsys):
 # ---------------------------------------------------------------- through the user's commands
 
 def test_recipes_take_the_backbones_normalisation():
-    from vidpeft.data import load_recipe
+    from vidpeft.config.recipes import load_recipe
 
     for recipe in ("aim", "vpetl", "videomae"):
         assert load_recipe(recipe, "k400", backbone="clip-b16")["data"]["mean"] == list(timm.data.OPENAI_CLIP_MEAN)
@@ -279,7 +279,7 @@ def test_train_test_predict_aim_on_clip(clip_checkpoint, tmp_path, capsys):
     from vidpeft.cli import prep as prep_cli
     from vidpeft.cli import test as test_cli
     from vidpeft.cli import train as train_cli
-    from vidpeft.engine.config import read_yaml
+    from vidpeft.config.run import RunConfig
     from vidpeft.synthetic import make_dataset
 
     path, _ = clip_checkpoint
@@ -293,7 +293,7 @@ def test_train_test_predict_aim_on_clip(clip_checkpoint, tmp_path, capsys):
         "--adapter-scale", "1.0", "--temporal-adapter-in", "true"]) == 0
     out = capsys.readouterr().out
     assert "OpenAI CLIP / open_clip checkpoint" in out and "top-1" in out
-    cfg = read_yaml(work / "config.yaml")
+    cfg = RunConfig.read(work / "config.yaml").to_dict()
     assert cfg["data"]["mean"] == list(timm.data.OPENAI_CLIP_MEAN) and cfg["data"]["stride"] == 2
     spec = json.loads((work / "best" / "adapter.json").read_text())
     assert spec["options"]["adapter_scale"] == 1.0 and spec["options"]["temporal_adapter_in"] is True

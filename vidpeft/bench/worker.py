@@ -293,7 +293,7 @@ def hf_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 def our_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     """The engine's own AdamW (with its no-decay groups), so the benchmark checks what training uses."""
-    from vidpeft.engine.config import TrainConfig
+    from vidpeft.config.train import TrainConfig
     from vidpeft.engine.optim import build_optimizer
 
     return build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
@@ -301,7 +301,7 @@ def our_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 
 def autocast(case: Case) -> contextlib.AbstractContextManager:
     """The autocast context of `case.amp` (None: fp32), built as vidpeft-train builds it."""
-    from vidpeft.engine.train import autocast as training_autocast
+    from vidpeft.engine.precision import autocast as training_autocast
 
     return training_autocast(torch.device(case.device), case.amp)[0]
 

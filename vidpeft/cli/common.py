@@ -3,36 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
 import typing
 from dataclasses import MISSING, Field, fields
-from typing import Any, Callable
+from typing import Any
 
-TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def parse_bool(text: str) -> bool:
-    if text.lower() in TRUE + FALSE:
-        return text.lower() in TRUE
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def parse_names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-PARSERS: dict[Any, Callable[[str], Any]] = {int: int, float: float, str: str, bool: parse_bool,
-                                            tuple[str, ...]: parse_names}
-
-
-def option_type(annotation: Any) -> Any:
-    """The value type of a config field: `X | None` -> X."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return annotation
-
+from ..config.flags import Parser
+from ..config.values import PARSERS, option_type
 
 def method_fields() -> dict[str, tuple[Any, str, list[tuple[str, Any]]]]:
     """Every option of every registered method: name -> (type, help, [(method, default)])."""

@@ -6,24 +6,25 @@ import json
 import sys
 from pathlib import Path
 
+from ..config.flags import Parser, add_config_flags, view_options
 from ..errors import UserError
 from .common import fail
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vidpeft-predict",
         description="Print the top-k labels and scores (multi-view averaged softmax) for each VIDEO.")
     parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video files")
     parser.add_argument("--work-dir", required=True, help="a vidpeft-train work dir (or its best/)")
     parser.add_argument("--topk", type=int, default=5, help="how many labels per video (default 5)")
-    parser.add_argument("--clips", type=int, help="temporal clips (default: the recipe's test setting)")
-    parser.add_argument("--crops", type=int, help="spatial crops (default: the recipe's test setting)")
-    parser.add_argument("--decoder", help="video decoder: decord, pyav or torchcodec (default: as trained)")
     parser.add_argument("--pretrained", help="backbone checkpoint, if not at the path recorded in adapter.json")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on long lists)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    add_config_flags(parser, views_only=True)
     args = parser.parse_args(argv)
+    if args.topk < 1:
+        return fail(f"--topk {args.topk}: must be at least 1")
     absent = [v for v in args.videos if not Path(v).is_file()]
     if absent:
         return fail(f"{absent[0]}: no such video file" + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""))
@@ -52,15 +53,13 @@ def predict(args: argparse.Namespace) -> list[dict]:
     from ..data.decode import VideoReadError
     from ..engine.evaluate import video_probabilities
     from ..engine.inference import load_run
-    from ..engine.config import TrainConfig
-    from ..engine.train import autocast
+    from ..engine.precision import autocast
 
-    model, cfg, data_cfg = load_run(args.work_dir, args.pretrained, {
-        "test.clips": args.clips, "test.crops": args.crops, "data.decoder": args.decoder}, compile=args.compile)
+    model, cfg = load_run(args.work_dir, args.pretrained, view_options(args), compile=args.compile)
     names = model.vidpeft_spec.labels or [str(i) for i in range(model.vidpeft_spec.num_classes)]
-    dataset = VideoDataset([Sample(Path(v), 0) for v in args.videos], "test", data_cfg, seed=0, strict=True)
+    dataset = VideoDataset([Sample(Path(v), 0) for v in args.videos], "test", cfg.data, seed=0, strict=True)
     device = torch.device("cpu")
-    amp_context, _ = autocast(device, TrainConfig.from_recipe(cfg).amp)
+    amp_context, _ = autocast(device, cfg.train.amp)
     out = []
     for i, video in enumerate(args.videos):
         try:

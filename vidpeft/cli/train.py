@@ -5,44 +5,19 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..backbones import BACKBONES
+from ..config.flags import Parser, add_config_flags, config_flag_values
+from ..config.run import RunConfig
 from ..data.decode import VideoReadError
 from ..errors import MissingFile, UserError
 from .common import add_method_options, fail, method_help, method_options
 
-# flag -> dotted key in the resolved config
-OVERRIDES = {
-    "epochs": ("train.epochs", int, "number of epochs"),
-    "batch_size": ("train.batch_size", int, "clips per process and step"),
-    "lr": ("train.lr", float, "learning rate (default: the recipe's base_lr x batch / 256)"),
-    "warmup_epochs": ("train.warmup_epochs", float, "linear warm-up epochs"),
-    "weight_decay": ("train.weight_decay", float, "weight decay"),
-    "optimizer": ("train.optimizer", str, "sgd or adamw"),
-    "accumulation": ("train.accumulation", int, "gradient accumulation steps"),
-    "total_batch_size": ("train.total_batch_size", int, "effective batch (GPUs x batch x accumulation): sets "
-                         "the accumulation, so a recipe's batch holds on fewer GPUs"),
-    "amp": ("train.amp", str, "bf16, fp16 or none (default: fp16 on GPU; bf16 on a CPU with native bf16, else fp32)"),
-    "eval_every": ("train.eval_every", int, "validate every N epochs, keeping the best; 0 = no validation, "
-                   "test the last epoch"),
-    "seed": ("train.seed", int, "random seed"),
-    "drop_path": ("train.drop_path", float, "stochastic depth rate of the backbone"),
-    "frames": ("data.frames", int, "frames per clip"),
-    "stride": ("data.stride", int, "frame stride of dense sampling"),
-    "sampling": ("data.sampling", str, "dense or segment"),
-    "input_size": ("data.input_size", int, "crop size in pixels"),
-    "decoder": ("data.decoder", str, "pyav (default), decord or torchcodec (optional extra)"),
-    "num_workers": ("data.num_workers", int, "data loader worker processes"),
-    "clips": ("test.clips", int, "temporal clips per test video"),
-    "crops": ("test.crops", int, "spatial crops per test clip (1 = centre, 3 = left/centre/right)"),
-    "temporal": ("test.temporal", str, "where the test clips sit: videomae (first to last frame, VideoMAE / "
-                 "V-PETL code), mmaction (mmaction2 SampleFrames test mode) or centred (ours)"),
-}
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="vidpeft-train",
         description="Train BACKBONE with METHOD on DATA_ROOT/train.csv, validate on val.csv (keeping the "
         "best epoch), then score test.csv with multi-view testing using the best checkpoint. "
@@ -64,15 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="apply the recipe's per-dataset settings (default: read from prep_report.json)")
     for split in ("train", "val", "test"):
         parser.add_argument(f"--{split}-list", default=f"{split}.csv", help=f"{split} list inside DATA_ROOT")
-    for flag, (_, kind, text) in OVERRIDES.items():
-        parser.add_argument("--" + flag.replace("_", "-"), type=kind, default=None, help=text)
     parser.add_argument("--select-on-test", action="store_true",
                         help="allow choosing the best epoch on a validation list that shares videos with the test "
                         "list (refused by default; for reproducing protocols that did so); eval.json says it")
-    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute block activations in backward")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the model (frozen parts too); the first steps pay the compilation")
-    parser.add_argument("--strict", action="store_true", help="stop at the first unreadable training video")
     parser.add_argument("--tensorboard", action="store_true", help="also log to WORK_DIR/tensorboard")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe value, e.g. --set train.momentum=0.8 (repeatable)")
@@ -82,14 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "requeue scripts)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in WORK_DIR (by default such a WORK_DIR is refused)")
+    add_config_flags(parser)
     add_method_options(parser)
     return parser
 
 
-def resolved_config(args: argparse.Namespace) -> dict:
-    from ..data import load_recipe
-    from ..engine.config import TrainConfig, read_yaml, resolve
-    from ..engine.train import holds_a_run
+def resolved_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig of this command: the run to resume, or a new one from recipe + flags + --set."""
+    from ..config.run import ModelConfig, build_run_config
+    from ..engine.rundir import holds_a_run
 
     if not args.backbone and not (args.resume and args.work_dir):
         raise UserError("--resume alone needs --work-dir (or give the --backbone and --method of the run)"
@@ -101,40 +71,43 @@ def resolved_config(args: argparse.Namespace) -> dict:
         data_root, dataset = _data(args)
         work_dir = Path("runs") / f"{args.backbone}-{args.method}-{dataset or data_root.name}"
         print(f"work dir: {work_dir}")
-    if args.resume and (work_dir / "last.pt").is_file():
-        cfg = read_yaml(work_dir / "config.yaml")
-        cfg["resume"] = True
-        return cfg
-    if args.resume is True and not args.backbone:
-        if (work_dir / "config.yaml").is_file() and not holds_a_run(work_dir):
-            print(f"{work_dir} never finished an epoch: starting it again from its config.yaml")
-            return {**read_yaml(work_dir / "config.yaml"), "resume": False}
-        raise UserError(f"{work_dir}: nothing to resume (no last.pt); start the run with --backbone ... "
-                        "(with --resume auto it starts when there is nothing to resume)")
+    if args.resume:
+        resumed = _resumed(work_dir, plain=args.resume is True or not args.backbone)
+        if resumed is not None:
+            return resumed
     if data_root is None:
         data_root, dataset = _data(args)
-    if holds_a_run(work_dir) and not args.overwrite and not args.resume:
+    if holds_a_run(work_dir) and not args.overwrite:
         raise UserError(f"{work_dir}: already holds a vidpeft-train run; continue it with --resume, "
                         "replace it with --overwrite, or choose another --work-dir")
-    overrides = {key: getattr(args, flag) for flag, (key, _, _) in OVERRIDES.items()}
-    overrides["train.grad_checkpointing"] = True if args.grad_checkpointing else None
-    overrides["train.strict"] = True if args.strict else None
-    overrides["train.compile"] = True if args.compile else None
-    cfg = resolve(load_recipe(args.recipe, dataset, backbone=args.backbone), overrides, args.set)
-    train = TrainConfig.from_recipe(cfg)  # unknown keys and bad values fail here, before any work
-    # the recipe's methods: section (method -> options, e.g. AIM's SSv2 settings); flags win
-    recipe_options = dict((cfg.pop("methods", None) or {}).get(args.method) or {})
-    cfg["model"] = {
-        "backbone": args.backbone, "method": args.method, "options": {**recipe_options, **method_options(args)},
-        "pretrained": str(Path(args.pretrained).resolve()) if args.pretrained else None,
-        # the recipe's backbone: section (per family under backbones:), e.g. the head options
-        "backbone_options": {"drop_path_rate": train.drop_path, **(cfg.pop("backbone", None) or {})},
-    }
-    cfg.update(recipe=args.recipe, dataset=dataset, data_root=str(data_root.resolve()),
-               work_dir=str(work_dir.resolve()), resume=False, overwrite=args.overwrite,
-               tensorboard=args.tensorboard, select_on_test=args.select_on_test,
-               lists={"train": args.train_list, "val": args.val_list, "test": args.test_list})
-    return cfg
+    model = ModelConfig(args.backbone, args.method, method_options(args), _pretrained(args.pretrained))
+    return build_run_config(
+        args.recipe, dataset, model, config_flag_values(args), args.set, data_root=str(data_root.resolve()),
+        work_dir=str(work_dir.resolve()), overwrite=args.overwrite, tensorboard=args.tensorboard,
+        select_on_test=args.select_on_test, lists={"train": args.train_list, "val": args.val_list,
+                                                   "test": args.test_list})
+
+
+def _resumed(work_dir: Path, plain: bool) -> RunConfig | None:
+    """The run in `work_dir` to continue (resume=True), or a start that never finished an epoch to redo;
+    None where `--resume auto` finds nothing to resume (a new run starts)."""
+    from ..engine.rundir import holds_a_run
+
+    config = work_dir / "config.yaml"
+    if (work_dir / "last.pt").is_file():
+        return replace(RunConfig.read(config), resume=True)
+    if not plain:
+        return None
+    if config.is_file() and not holds_a_run(work_dir):
+        print(f"{work_dir} never finished an epoch: starting it again from its config.yaml")
+        return replace(RunConfig.read(config), resume=False)
+    raise UserError(f"{work_dir}: nothing to resume (no last.pt); start the run without --resume "
+                    "(or with --resume auto, which starts it when there is nothing to resume)")
+
+
+def _pretrained(given: str | None) -> str | None:
+    """A checkpoint path made absolute (the run may be resumed from elsewhere); other forms (hub names) as given."""
+    return str(Path(given).resolve()) if given and Path(given).exists() else given
 
 
 def _data(args: argparse.Namespace) -> tuple[Path, str | None]:
@@ -171,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.resume not in (False, True, "auto"):
         return fail(f"--resume takes no value or 'auto', got {args.resume!r}")
-    from ..engine.train import EXIT_PREEMPTED, Preempted, TrainingDiverged, run
+    from ..engine.train import run
+    from ..engine.trainer import EXIT_PREEMPTED, Preempted, TrainingDiverged
 
     cfg = None
     try:
@@ -182,13 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as error:
         return fail(error, status=1)
     except Preempted as error:
-        saved = Path(cfg["work_dir"], "last.pt").is_file()
-        print(f"vidpeft-train: {error}; " + (f"continue with: vidpeft-train --work-dir {cfg['work_dir']} --resume"
+        saved = Path(cfg.work_dir, "last.pt").is_file()
+        print(f"vidpeft-train: {error}; " + (f"continue with: vidpeft-train --work-dir {cfg.work_dir} --resume"
                                              if saved else "nothing to resume yet: run the same command again"),
               file=sys.stderr)
         return EXIT_PREEMPTED
     except KeyboardInterrupt:
-        where = cfg["work_dir"] if cfg else None
+        where = cfg.work_dir if cfg else None
         hint = (f"continue with: vidpeft-train --work-dir {where} --resume" if where and
                 Path(where, "config.yaml").is_file() else "nothing was written; run the same command again")
         print(f"vidpeft-train: interrupted; {hint}", file=sys.stderr)

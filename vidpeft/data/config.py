@@ -1,23 +1,22 @@
-"""Data options of a recipe (`configs/*.yaml`, sections `data:` and `test:`) as a dataclass."""
+"""The `data:` and `test:` sections of a run (how clips are read, sampled, augmented, viewed) as a dataclass."""
 from __future__ import annotations
 
-import copy
 import re
-from dataclasses import dataclass, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
-import yaml
-
+from vidpeft.config.values import check_known, coerce_fields, option, require
 from vidpeft.data.decode import DECODERS
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugment
-from vidpeft.errors import UserError
-from vidpeft.fileio import shipped_or_path
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "resources" / "configs"  # -> configs/
 # `test:` keys of a recipe -> DataConfig fields
 TEST_KEYS = {"clips": "test_clips", "crops": "test_crops", "temporal": "test_temporal"}
+
+
+def config_key(name: str) -> str:
+    """The recipe key of a DataConfig field: test_clips -> test.clips, frames -> data.frames."""
+    return f"test.{name[5:]}" if name.startswith("test_") else f"data.{name}"
 
 
 def is_ssv2(dataset: str | None) -> bool:
@@ -28,53 +27,54 @@ def is_ssv2(dataset: str | None) -> bool:
 
 @dataclass(frozen=True)
 class DataConfig:
-    frames: int = 8
-    sampling: str = "dense"  # dense | segment
-    stride: int = 4  # dense only
-    train_temporal: str = "uniform"  # uniform | videomae (sampling.TRAIN_TEMPORAL)
-    input_size: int = 224
-    train_crop: str = "multiscale"  # multiscale | random_resized
-    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)  # multiscale crop
-    fixed_crops: int = 5  # multiscale crop positions: 5 (corners, centre) or 13 (more_fix_crop)
-    rrc_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop: area fraction
-    rrc_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # random resized crop: aspect ratio
-    flip: bool = False
-    randaugment: str | None = None  # e.g. "rand-m7-n4-mstd0.5-inc1"
-    random_erasing: float = 0.0  # probability
-    repeated_aug: int = 1  # training: augmented clips per decoded video (VideoMAE --num_sample)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    decoder: str = "pyav"  # pyav | decord | torchcodec; pyav measured fastest (benchmarks/data_speed.py)
-    num_workers: int = 2
-    test_clips: int = 4
-    test_crops: int = 3
-    test_temporal: str = "centred"  # centred | videomae | mmaction (sampling.TEST_TEMPORAL)
-    dataset: str | None = None  # e.g. "ssv2": some datasets forbid some augmentations
+    """The `data:` and `test:` sections of a run: how clips are read, sampled, augmented and viewed."""
+
+    frames: int = option(8, "frames per clip", "--frames", view=True)
+    sampling: str = option("dense", "dense (frames `stride` apart) or segment (one frame per segment)", "--sampling")
+    stride: int = option(4, "frame stride of dense sampling", "--stride")
+    train_temporal: str = option("uniform", "training clip placement: uniform or videomae (sampling.TRAIN_TEMPORAL)")
+    input_size: int = option(224, "crop size in pixels", "--input-size")
+    train_crop: str = option("multiscale", "training crop: multiscale or random_resized")
+    scales: tuple[float, ...] = option((1.0, 0.875, 0.75, 0.66), "multiscale crop: sizes as fractions of the short side")
+    fixed_crops: int = option(5, "multiscale crop positions: 5 (corners, centre) or 13 (more_fix_crop)")
+    rrc_scale: tuple[float, float] = option((0.08, 1.0), "random resized crop: area fraction")
+    rrc_ratio: tuple[float, float] = option((3 / 4, 4 / 3), "random resized crop: aspect ratio")
+    flip: bool = option(False, "random horizontal flip (refused on SSv2)")
+    randaugment: str | None = option(None, "timm RandAugment spec, e.g. rand-m7-n4-mstd0.5-inc1 (same ops on every frame)")
+    random_erasing: float = option(0.0, "random erasing probability")
+    repeated_aug: int = option(1, "training: augmented clips per decoded video (VideoMAE --num_sample)")
+    mean: tuple[float, float, float] = option(IMAGENET_MEAN, "input mean (R, G, B) of the pretrained weights")
+    std: tuple[float, float, float] = option(IMAGENET_STD, "input std (R, G, B) of the pretrained weights")
+    decoder: str = option("pyav", "video decoder: pyav (default; the fastest in benchmarks/data_speed.py), decord "
+                          "or torchcodec (optional extra)", "--decoder", view=True)
+    num_workers: int = option(2, "data loader worker processes", "--num-workers")
+    test_clips: int = option(4, "temporal clips per test video", "--clips", view=True)
+    test_crops: int = option(3, "spatial crops per test clip (1 = centre, 3 = left/centre/right)", "--crops", view=True)
+    test_temporal: str = option("centred", "where the test clips sit: videomae (first to last frame, VideoMAE / "
+                                "V-PETL code), mmaction (mmaction2 SampleFrames test mode) or centred (ours)",
+                                "--temporal", view=True)
+    dataset: str | None = option(None, "e.g. ssv2: some datasets forbid some augmentations")
 
     def __post_init__(self) -> None:
+        coerce_fields(self, "data")
         for name in ("scales", "rrc_scale", "rrc_ratio", "mean", "std"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        checks = [
-            (self.sampling in ("dense", "segment"), f"sampling must be 'dense' or 'segment', got {self.sampling!r}"),
-            (self.train_crop in ("multiscale", "random_resized"),
-             f"train_crop must be 'multiscale' or 'random_resized', got {self.train_crop!r}"),
-            (self.train_temporal in TRAIN_TEMPORAL,
-             f"train_temporal must be one of {', '.join(TRAIN_TEMPORAL)}, got {self.train_temporal!r}"),
-            (self.test_temporal in TEST_TEMPORAL,
-             f"test temporal must be one of {', '.join(TEST_TEMPORAL)}, got {self.test_temporal!r}"),
-            (self.decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}"),
-            (min(self.frames, self.stride, self.input_size, self.test_clips, self.test_crops, self.repeated_aug) >= 1,
-             "frames, stride, input_size, repeated_aug, test clips and test crops must be at least 1"),
-            (self.fixed_crops in (5, 13), f"fixed_crops must be 5 or 13, got {self.fixed_crops}"),
-            (0.0 <= self.random_erasing <= 1.0, f"random_erasing is a probability, got {self.random_erasing}"),
-            (len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (R, G, B)"),
-            (not (self.flip and is_ssv2(self.dataset)),
-             f"horizontal flip is refused for {self.dataset}: its labels encode left/right "
-             "(e.g. 'pushing something from left to right'); set flip: false"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        choices = {"sampling": ("dense", "segment"), "train_crop": ("multiscale", "random_resized"),
+                   "train_temporal": TRAIN_TEMPORAL, "test_temporal": TEST_TEMPORAL, "decoder": DECODERS,
+                   "fixed_crops": (5, 13)}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            require(config_key(name), value in allowed,
+                    f"{value!r}; must be one of {', '.join(str(a) for a in allowed)}")
+        for name in ("frames", "stride", "input_size", "test_clips", "test_crops", "repeated_aug"):
+            require(config_key(name), getattr(self, name) >= 1, f"{getattr(self, name)}; must be at least 1")
+        require("data.num_workers", self.num_workers >= 0, f"{self.num_workers}; must be >= 0")
+        require("data.random_erasing", 0.0 <= self.random_erasing <= 1.0,
+                f"{self.random_erasing}; a probability, between 0 and 1")
+        require("data.mean", len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (R, G, B)")
+        require("data.flip", not (self.flip and is_ssv2(self.dataset)),
+                f"horizontal flip is refused for {self.dataset}: its labels encode left/right "
+                "(e.g. 'pushing something from left to right'); set flip: false")
         if self.randaugment:
             parse_randaugment(self.randaugment)
 
@@ -96,56 +96,14 @@ class DataConfig:
     @classmethod
     def from_recipe(cls, recipe: Mapping[str, Any], **overrides: Any) -> "DataConfig":
         """Build from a recipe's `data:` and `test:` sections (see `load_recipe`), then overrides."""
-        options = dict(recipe.get("data") or {})
-        for key, value in (recipe.get("test") or {}).items():
-            if key not in TEST_KEYS:
-                raise UserError(f"unknown key {key!r} in the recipe's test: section; known: {', '.join(TEST_KEYS)}")
-            options[TEST_KEYS[key]] = value
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise UserError(f"unknown key(s) {', '.join(unknown)} in the recipe's data: section; known: {', '.join(sorted(known))}")
+        data, test = dict(recipe.get("data") or {}), dict(recipe.get("test") or {})
+        check_known("data", data, [f.name for f in fields(cls) if not f.name.startswith("test_")])
+        check_known("test", test, TEST_KEYS)
+        options = {**data, **{TEST_KEYS[key]: value for key, value in test.items()}}
         return cls(**options).override(**overrides)
 
-
-def _merge(base: dict, extra: Mapping) -> dict:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
-def recipe_path(name_or_path: str | Path) -> Path:
-    """A recipe file: an existing path, or the name of one under configs/ ('vpetl', 'videomae')."""
-    return shipped_or_path(name_or_path, RECIPES_DIR, "recipe")
-
-
-def load_recipe(name_or_path: str | Path, dataset: str | None = None, backbone: str | None = None) -> dict[str, Any]:
-    """The recipe as a dict (data, test, train, ...) with the entries of `datasets:` for
-    `dataset` and of `backbones:` for `backbone` merged in (a backbone entry is found by full
-    name, e.g. 'videoswin-b', or family, 'videoswin'). The dataset name is kept as data.dataset;
-    mean/std default to the backbone's (BackboneInfo)."""
-    path = recipe_path(name_or_path)
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-    if not isinstance(recipe, dict):
-        raise UserError(f"{path}: a recipe must be a mapping with data:, test: and train: sections")
-    per_dataset = recipe.pop("datasets", None) or {}
-    per_backbone = recipe.pop("backbones", None) or {}
-    if dataset is not None:
-        _merge(recipe, per_dataset.get(dataset.lower(), {}))
-        recipe.setdefault("data", {})["dataset"] = dataset.lower()
-    if backbone is not None:
-        from vidpeft.backbones import backbone_info
-
-        info = backbone_info(backbone)
-        for key in dict.fromkeys((info.family, backbone)):
-            _merge(recipe, per_backbone.get(key, {}))
-        data = recipe.setdefault("data", {})
-        data.setdefault("mean", list(info.mean))  # the normalisation the pretrained weights expect
-        data.setdefault("std", list(info.std))
-    return recipe
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """The `data:` and `test:` sections as config.yaml holds them (from_recipe's inverse)."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {"data": {k: v for k, v in values.items() if not k.startswith("test_")},
+                "test": {key: values[name] for key, name in TEST_KEYS.items()}}

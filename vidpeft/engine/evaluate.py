@@ -72,3 +72,19 @@ def metrics(rows: list[tuple[int, int, torch.Tensor]]) -> dict:
 
 def write_eval(path: Path, result: dict) -> None:
     write_atomic(path, json.dumps(result, indent=2) + "\n")
+
+
+def multi_view_test(model, samples, data_cfg, device, amp_context, views_per_batch: int, *, checkpoint: Path,
+                    selection: dict, list_file: Path, out: Path) -> dict:
+    """The multi-view test of a checkpoint on a list, written to `out` (vidpeft-train's eval.json, or
+    vidpeft-test's eval_LIST_CxK.json): the metrics plus what was scored (`checkpoint`, `list`: absolute
+    paths) and how the checkpoint was chosen (`selection`: model_selection, selected_on_test)."""
+    from ..data import VideoDataset
+
+    dataset = VideoDataset(samples, "test", data_cfg, seed=0)
+    result = evaluate(model, dataset, device, amp_context, views_per_batch=views_per_batch,
+                      num_workers=data_cfg.num_workers)
+    result.update(checkpoint=str(Path(checkpoint).resolve()), **selection, list=str(Path(list_file).resolve()))
+    if dist.is_main():
+        write_eval(out, result)
+    return result

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..methods import blocks, canonical_key
-from .config import TrainConfig
+from ..config.train import TrainConfig
 
 
 def layer_ids(model: nn.Module) -> dict[str, int]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..engine.train import RUN_OUTPUTS
+from ..engine.rundir import RUN_OUTPUTS
 
 TRAIN = "vidpeft-train"
 TRAIN_MODULE = "vidpeft.cli.train"

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from .runs import Run
 
 PPT_SCALE = 1e7  # V-PETL Bench's C
@@ -103,12 +104,35 @@ def dataset_names(runs: list[Run]) -> dict[str, str]:
     return names
 
 
+def config_differences(runs: list[Run]) -> dict[Path, str]:
+    """Per run, what sets its config apart from the other runs of its cell (same backbone, method,
+    options, views and dataset) besides the seed: "" where they all agree. Runs of one cell are only
+    averaged when this is equal; two runs of one configuration and seed are refused."""
+    cells: dict[tuple, list[Run]] = {}
+    for run in runs:
+        cells.setdefault((run.backbone, run.method, run.variant, run.trainable, run.setting, run.data_key), []).append(run)
+    labels = {}
+    for cell in cells.values():
+        configs = [dict(r.config) for r in cell]
+        keys = sorted({k for c in configs for k in c if len({c2.get(k) for c2 in configs}) > 1})
+        seen: dict[tuple, Path] = {}
+        for run, config in zip(cell, configs):
+            labels[run.path] = ", ".join(f"{k}={config.get(k, '-')}" for k in keys)
+            twin = seen.setdefault((labels[run.path], run.seed), run.path)
+            if twin != run.path:
+                raise UserError(f"{twin} and {run.path} are the same configuration with the same seed "
+                                f"({run.seed}); pass only one of them")
+    return labels
+
+
 def build_table(runs: list[Run], reference: str | None = None) -> Table:
     names = dataset_names(runs)
+    differences = config_differences(runs)
     rows: dict[tuple, Row] = {}
     for run in sorted(runs, key=lambda r: (r.backbone, r.method, r.variant, r.seed)):
-        key = (run.backbone, run.method, run.variant, run.trainable, run.setting)
-        row = rows.setdefault(key, Row(run.backbone, run.method, run.variant, run.trainable, run.setting))
+        setting = (*run.setting, ("config", differences[run.path]))
+        key = (run.backbone, run.method, run.variant, run.trainable, setting)
+        row = rows.setdefault(key, Row(run.backbone, run.method, run.variant, run.trainable, setting))
         score = row.scores.setdefault(names[run.data_key], Score([], [], [], [], run.trainable))
         score.top1.append(run.top1)
         score.top5.append(run.top5)

@@ -14,8 +14,8 @@ from .build import Score, Table
 MARKERS = "os^vD<>pPX*h"
 
 
-def _mean_std(mean: float, std: float | None, n: int) -> str:
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f} ({n})"
+def _mean_std(mean: float, std: float | None, seeds: list[int]) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f} (seeds {', '.join(map(str, seeds))})"
 
 
 def _varying(table: Table) -> list[str]:
@@ -36,15 +36,15 @@ def markdown(table: Table, unfinished: list[dict] = ()) -> str:
         cells = [row.backbone, row.label, f"{row.trainable:,}", *(dict(row.setting)[k] for k in varying)]
         for d in table.datasets:
             s = row.scores.get(d)
-            cells += ([_mean_std(s.top1_mean, s.top1_std, len(s.top1)), _mean_std(s.top5_mean, s.top5_std, len(s.top5)),
+            cells += ([_mean_std(s.top1_mean, s.top1_std, s.seeds), _mean_std(s.top5_mean, s.top5_std, s.seeds),
                        f"{s.ppt:.2f}"] if s else ["–"] * 3)
             if d in referenced:
                 ref = s.reference if s else None
                 cells += [f"{ref['top1']:.2f}", f"{s.top1_mean - ref['top1']:+.2f}"] if ref else ["–", "–"]
         rows.append(cells)
     seeds = sorted({len(s.top1) for r in table.rows for s in r.scores.values()})
-    lines = ["all rows: " + "; ".join(f"{k}: {v}" for k, v in table.common_setting.items())
-             + "; top-1/top-5 in %, mean ± sample std (runs) where a row has several seeds; "
+    lines = ["all rows: " + "; ".join(f"{k}: {v}" for k, v in table.common_setting.items() if v)
+             + "; top-1/top-5 in %, mean ± sample std over the seeds in brackets where a row has several; "
              "trainable parameters exclude the head; PPT = top-1 × exp(−log10(P / 10^7 + 1))", "",
              *markdown_table(header, rows, "ll" + "r" * (len(header) - 2))]
     if seeds and seeds[-1] == 1:

@@ -9,6 +9,10 @@ from pathlib import Path
 import yaml
 
 SWEEP_STATUS = "sweep.json"
+# config.yaml keys in which runs averaged in one cell may differ: the seed, and what does not change what
+# a run learns or where it was written (decoders give the same frames; results are worker-count independent)
+POOLED_KEYS = {"train.seed", "work_dir", "resume", "overwrite", "tensorboard", "data.num_workers", "data.decoder",
+               "train.compile", "train.compile_backend", "resolved.world_size"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Run:
     top1: float
     top5: float
     setting: tuple[tuple[str, str], ...]  # what must match before runs are averaged (views, clip, selection)
+    config: tuple[tuple[str, str], ...] = ()  # the resolved config.yaml, flattened, without POOLED_KEYS
 
 
 def find_run_dirs(paths: list[str]) -> tuple[list[Path], list[dict]]:
@@ -60,7 +65,19 @@ def read_run(path: Path) -> Run:
     return Run(path, spec.backbone, spec.method, variant, count_parameters(counted)["trainable"],
                data_root.name, f"{data_root}:{lists.get('test', 'test.csv')}", cfg.get("dataset"),
                int((cfg.get("train") or {}).get("seed", 0)), float(result["top1"]), float(result["top5"]),
-               _setting(result, cfg, data_root, lists))
+               _setting(result, cfg, data_root, lists), tuple(sorted(flat_config(cfg).items())))
+
+
+def flat_config(cfg: dict, prefix: str = "") -> dict[str, str]:
+    """config.yaml as `section.key -> value text`, without the keys runs of one cell may differ in."""
+    flat = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flat_config(value, name + "."))
+        elif name not in POOLED_KEYS:
+            flat[name] = _text(value) if isinstance(value, (list, tuple)) else str(value)
+    return flat
 
 
 def read_runs(paths: list[Path]) -> list[Run]:

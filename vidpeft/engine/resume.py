@@ -1,4 +1,4 @@
-"""W/last.pt: everything needed to resume (trainable tensors, optimiser, scheduler, scaler, progress).
+"""WORK_DIR/last.pt, the resume state: everything needed to resume (trainable tensors, optimiser, scheduler, scaler, progress).
 
 No random state is stored: every random draw of training is a function of (seed, epoch, step or
 index), so the resumed run draws the same numbers without it. The file is replaced atomically, so
