@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
 from vidpeft.data.decode import VideoReadError, check_decoder, open_video
+from vidpeft.data.stages import lap
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
 
@@ -97,7 +98,9 @@ class VideoDataset(Dataset):
         before the transform runs: a live decord reader keeps a thread busy (about a core)."""
         reader = open_video(path, self.cfg.decoder)
         if self.mode == "train":
-            return reader.read(self.train_indices(reader.num_frames, item_seed)), 1
+            frames = reader.read(self.train_indices(reader.num_frames, item_seed))
+            lap("decode: rest (all of it for decord, torchcodec)")
+            return frames, 1
         indices = self._test_indices(reader.num_frames)
         return reader.read(indices.reshape(-1)), len(indices)
 
@@ -157,6 +160,7 @@ def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: boo
     repeats = readable[0][0].shape[0] if repeated and readable else 1
     # default_collate stacks straight into shared memory inside a loader worker (no copy on the way out)
     inputs = default_collate([item[0] for item in readable]) if readable else None
+    lap("collate")
     return Batch(
         inputs=inputs.flatten(0, 1) if inputs is not None and repeated else inputs,
         labels=torch.tensor([item[1] for item in readable], dtype=torch.int64).repeat_interleave(repeats),

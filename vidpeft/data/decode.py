@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from vidpeft.data.stages import lap
 from vidpeft.errors import UserError
 
 DECODERS = ("decord", "pyav", "torchcodec")
@@ -116,6 +117,7 @@ class PyAVReader:
             raise VideoReadError(path, f"PyAV cannot open it ({_first_line(error)})") from None
         self.num_frames = len(self._packets)
         _require_frames(path, self.num_frames)
+        lap("open + demux (index)")
         self._pts = None
         if all(p.pts is not None and p.dts is not None for p in self._packets):
             pts = np.array(sorted(p.pts for p in self._packets), dtype=np.int64)
@@ -151,10 +153,13 @@ class PyAVReader:
         found, started = 0, False
         context = self._container.streams.video[0].codec_context
         context.flush_buffers()  # nothing left from an earlier read
+        lap("seek")
         for packet in [*self._packets[start:], None]:  # None drains the decoder's delayed frames
             if packet is not None:
                 context.skip_frame = "DEFAULT" if packet.pts in targets else "NONREF"
             for frame in context.decode(packet):
+                lap("decode: needed frames" if frame.pts is not None and frame.pts >= first
+                    else "decode: frames before the first needed")
                 if not started and (frame.pts is None or frame.pts > first):
                     return None
                 started = True
@@ -162,6 +167,7 @@ class PyAVReader:
                 if n is not None and decoded[n] is None:
                     decoded[n] = frame.to_ndarray(format="rgb24")
                     found += 1
+                    lap("decode: colour conversion")
             if found == len(wanted):
                 return decoded
         missing = int(wanted[decoded.index(None)])

@@ -28,6 +28,7 @@ from torchvision.transforms.v2 import functional as F
 
 from vidpeft.backbones import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 from vidpeft.data.sampling import resized_size, spatial_crops
+from vidpeft.data.stages import lap
 from vidpeft.errors import UserError
 
 
@@ -229,13 +230,22 @@ class TrainTransform:
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if self.randaugment is not None:
             frames = self.randaugment(frames)
+            lap("RandAugment")
         video = self.augment(_as_video(frames)).as_subclass(torch.Tensor)
+        lap("crop + resize (+ flip)")
         if self.erase is None and self.pixels:
-            return video.transpose(0, 1).contiguous()
+            video = video.transpose(0, 1).contiguous()
+            lap("layout (3, T, S, S)")
+            return video
         if self.erase is None:
-            return normalize(video.transpose(0, 1), self.mean, self.std, channel_dim=0)
-        video = self.erase(normalize(video, self.mean, self.std))
-        return video.transpose(0, 1).contiguous()
+            video = normalize(video.transpose(0, 1), self.mean, self.std, channel_dim=0)
+            lap("normalise")
+            return video
+        video = normalize(video, self.mean, self.std)
+        lap("normalise")
+        video = self.erase(video).transpose(0, 1).contiguous()
+        lap("random erasing")
+        return video
 
 
 class MultiViewTransform:
