@@ -8,7 +8,8 @@
 #   1. vidpeft-bench: every method on ViT-B 16x224 and Swin-B 8x224, batch 8, bf16, with our
 #      VideoMAE + LoRA against transformers + peft (ratios within the run);
 #   2. the data loader's clips/s per decoder with 0 .. all-core workers, K400- and SSv2-like
-#      videos, against mmaction2's loader, next to the model's training step rate;
+#      videos, against mmaction2's loader, next to the model's training step rate; 2b. one
+#      worker's CPU per clip by stage and per prep encoding (OUT_DIR/clip_cost.json);
 #   3. --compile against eager, the training step of ViT-B 16x224 + LoRA.
 # Every ratio is measured within one run. --quick is the CPU form (micro backbones, tiny
 # videos, the aot_eager compile backend): it checks that every part runs, in a few minutes.
@@ -43,6 +44,15 @@ echo "== 1/3 vidpeft-bench (bf16) =="
 "$PYTHON" -m vidpeft.cli.bench "${BENCH[@]}" --amp bf16 --out "$OUT/bench"
 echo "== 2/3 data loader =="
 "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT/data_speed.json"
+# ---- clip cost (issue 23, data): one worker's CPU per clip by stage, per prep encoding ----
+if [ "$QUICK" = 1 ]; then
+    CLIP=(--kinds ssv2 --recipes vpetl --videos 1 --items 2 --batch-size 2)
+else
+    CLIP=(--videos 4 --items 48 --batch-size 16)
+fi
+echo "== 2b/3 clip cost (benchmarks/clip_cost.py) =="
+"$PYTHON" "$HERE/clip_cost.py" "${CLIP[@]}" --json "$OUT/clip_cost.json"
+# ---- end clip cost ----
 echo "== 3/3 --compile =="
 "$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT/compile.json"
 
