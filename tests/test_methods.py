@@ -20,7 +20,7 @@ BACKBONES = micro_backbones()
 METHODS = vidpeft.METHODS.names()
 NUM_CLASSES = 5
 # methods whose added tokens change the output at step 0 by design; every other is the identity
-CHANGES_OUTPUT_AT_INIT = {"prefix", "vpt", "mona"}  # Mona keeps the reference's init
+CHANGES_OUTPUT_AT_INIT = {"prefix", "vpt", "mona", "probe"}  # Mona keeps the reference's init; the probe pools anew
 # methods that unfreeze backbone tensors: which ones (every other method trains only what it adds)
 UNFROZEN = {
     "full": lambda model, name: True,
