@@ -229,6 +229,9 @@ def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], 
     print(f"{'workers':>7} " + " ".join(f"{d:>11}" for d in decoders)
           + f"  {'ratio to ' + decoders[0]:>24}" + ("  loader/model (per decoder)" if model else ""))
     table = {}
+    # an epoch of 4 batches per worker at the most workers: with fewer, epoch ends idle the
+    # workers and hide all scaling (the videos repeat; clips still differ by (epoch, index))
+    samples = samples * -(-4 * max(workers + [1]) * args.batch_size // len(samples))
     for count in workers:
         datasets = {d: VideoDataset(samples, "train", base.override(decoder=d), pixels=True) for d in decoders}
         rounds = alternate(vidpeft_loaders(datasets, args.batch_size, count), args.rounds, args.batches)
@@ -239,6 +242,11 @@ def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], 
         if model:
             line += "  " + " ".join(f"{rates[d] / model:.2f}" for d in decoders)
         print(line + f"  ({load_line()})", flush=True)
+    if 1 in table:  # scaling efficiency: N workers' rate / (N x one worker's); 1.0 = perfect
+        for count in (c for c in table if c > 1):
+            table[count]["scaling"] = {d: table[count][d] / (count * table[1][d]) for d in decoders}
+            print(f"scaling efficiency at {count} workers: "
+                  + ", ".join(f"{d} {table[count]['scaling'][d]:.2f}" for d in decoders), flush=True)
     return table
 
 
