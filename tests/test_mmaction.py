@@ -42,15 +42,17 @@ def unformatted_config_text(monkeypatch):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    """What vidpeft-prep writes: videos/*.mp4 and train/val/test lists of `<path> <label>`."""
+    """What vidpeft-prep writes: videos/*.mp4 and train/val/test lists of `<path> <label>`, file names
+    with spaces among them."""
     root = tmp_path_factory.mktemp("ssv2_prepped")
     (root / "videos").mkdir()
     lines = []
     for i in range(7):
         label = i % CLASSES
         clip = synthetic.render(synthetic.MOTIONS[label], np.random.default_rng(i), (64, 48), 16)
-        synthetic.encode(clip, root / "videos" / f"{100 + i}.mp4", "k400")
-        lines.append(f"videos/{100 + i}.mp4 {label}\n")
+        name = f"{100 + i}.mp4" if i % 2 else f"clip {100 + i} (copy).mp4"  # any file name works
+        synthetic.encode(clip, root / "videos" / name, "k400")
+        lines.append(f"videos/{name} {label}\n")
     (root / "train.csv").write_text("".join(lines[:4]))
     (root / "val.csv").write_text("".join(lines[4:]))
     (root / "test.csv").write_text("".join(lines[4:]))
@@ -319,3 +321,21 @@ def test_without_mmaction2_the_error_says_what_to_install():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "pip install 'vidpeft[mmaction]'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_mmaction2_tools_train_reads_vidpeft_prep_lists_whatever_the_file_names(data_root, tmp_path):
+    """mmaction2's own tools/train.py on a shipped config, on vidpeft-prep's lists whose video file
+    names hold spaces (mmaction2's VideoDataset splits a line on every space)."""
+    import mmaction
+
+    assert any(" " in line.rsplit(" ", 1)[0] for line in (data_root / "train.csv").read_text().splitlines())
+    pretrained = tmp_path / "zoo.pth"
+    mmaction2_checkpoint("videomae-micro", pretrained)
+    cfg = config("videomae-b_lora_ssv2.py", "videomae-micro", pretrained, data_root, tmp_path / "run")
+    cfg.dump(str(tmp_path / "cfg.py"))
+    tools = Path(mmaction.__file__).parent / ".mim" / "tools" / "train.py"
+    done = subprocess.run([sys.executable, str(tools), str(tmp_path / "cfg.py"), "--work-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "run" / "epoch_1.pth").is_file()
+    assert "acc/top1" in done.stdout + done.stderr  # validated on the val list after the epoch

@@ -138,6 +138,12 @@ def statuses(root: Path) -> dict[str, str]:
     return {c["name"]: c["status"] for c in json.loads((root / "sweep.json").read_text())["cells"]}
 
 
+def pending(pid: int, signum: int) -> bool:
+    """Whether `signum` waits to be delivered to process `pid` (a stopped one keeps it pending)."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return any(int(status[key], 16) >> (signum - 1) & 1 for key in ("SigPnd", "ShdPnd"))
+
+
 def test_interrupted_sweep_finishes_on_rerun_and_reports_failed_cells(data, tmp_path):
     root = tmp_path / "sweep"
     grid = write_grid(tmp_path / "g.yaml", root=str(root), backbones=["videomae-micro"], methods=["linear", "lora"],
@@ -150,7 +156,14 @@ def test_interrupted_sweep_finishes_on_rerun_and_reports_failed_cells(data, tmp_
     while time.time() < deadline and sweep.poll() is None and not (root / second / "last.pt").is_file():
         time.sleep(0.02)
     assert sweep.poll() is None, sweep.communicate()
+    # the interrupt lands at a known point however fast the machine: the cell is frozen inside its run,
+    # the sweep is interrupted and passes SIGINT on; only then does the cell go on, and meets it at once
+    [cell] = (Path(f"/proc/{sweep.pid}/task/{sweep.pid}/children").read_text().split())
+    os.kill(int(cell), signal.SIGSTOP)
     sweep.send_signal(signal.SIGINT)
+    while time.time() < deadline and not pending(int(cell), signal.SIGINT):
+        time.sleep(0.02)
+    os.kill(int(cell), signal.SIGCONT)
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, (out, err)
     assert statuses(root) == {first: "done", second: "interrupted", failing[0]: "pending", failing[1]: "pending"}

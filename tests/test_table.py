@@ -99,7 +99,7 @@ def test_table_averages_seeds_and_keeps_other_views_apart(run_dir, tmp_path, cap
     rows = table_rows(out)
     three = rows["videomae-micro adaptformer 2 clips x 3 crops, temporal videomae"]
     assert three[2] == f"{af:,}"
-    assert three[4] == "50.00 ± 10.00 (3)"  # sample std of 40, 50, 60
+    assert three[4] == "50.00 ± 10.00 (seeds 0, 1, 2)"  # sample std of 40, 50, 60
     assert three[6] == f"{ppt(50.0, af):.2f}"
     assert rows["videomae-micro adaptformer 1 clips x 3 crops, temporal videomae"][4] == "70.00"  # not averaged with the others
     assert "rows differ in views" in out

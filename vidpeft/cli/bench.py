@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..backbones import BACKBONES
 from ..bench.worker import PEFT_EQUIVALENTS
-from .common import add_method_options, fail, method_help, method_options
+from .common import Parser, add_method_options, fail, method_help, method_options
 
 # clip lengths are each backbone's default (BackboneInfo.frames): 16 for ViT-B (VideoMAE's setting),
 # 8 for Swin-B (the V-PETL benchmark's) and for the micro models
@@ -19,7 +19,7 @@ DEFAULT = dict(backbones=["videomae-b", "videoswin-b"], size=224, repeats=3)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vidpeft-bench",
         description="Measure every method x backbone in a fresh process: trainable parameters, training "
         "step time (forward+backward+AdamW step, median after warm-up), peak memory (max RSS on CPU, CUDA "

@@ -5,10 +5,17 @@ import argparse
 import sys
 import typing
 from dataclasses import MISSING, Field, fields
-from typing import Any
+from typing import Any, NoReturn
 
-from ..config.flags import Parser
 from ..config.values import PARSERS, option_type
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`error: argument --lr: invalid float value: 'abc'`), no usage dump;
+    every vidpeft command parses with it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
 
 def method_fields() -> dict[str, tuple[Any, str, list[tuple[str, Any]]]]:
     """Every option of every registered method: name -> (type, help, [(method, default)])."""

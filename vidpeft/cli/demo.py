@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import prep as prep_cli
+from .common import Parser
 from . import test as test_cli
 from . import train as train_cli
 
@@ -36,7 +37,7 @@ def run(name: str, main, argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vidpeft-demo", description=__doc__,
+    parser = Parser(prog="vidpeft-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="demo_out", help="working folder (default ./demo_out)")
     parser.add_argument("--backbone", default="videomae-micro",

@@ -10,11 +10,11 @@ import torch
 from ..backbones import BACKBONES
 from ..errors import UserError
 from ..model import build_model, count_parameters
-from .common import add_method_options, fail, method_help, method_options
+from .common import Parser, add_method_options, fail, method_help, method_options
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vidpeft-params",
         description="Print the trainable parameters of BACKBONE with METHOD (excluding the head), "
         "the head's parameters and the total. Builds the model on the meta device: no weights, no memory.")

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..config.flags import Parser, add_config_flags, view_options
+from ..config.flags import add_config_flags, view_options
 from ..errors import UserError
-from .common import fail
+from .common import Parser, fail
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from ..prep.archives import ArchiveReadError
 from ..prep.plan import DEFAULT_VAL_FRACTION, LayoutError, hold_out_validation
 from ..prep.runner import REPORT, run
 from ..prep.transcode import ENCODINGS, EncodeSettings
+from .common import Parser
 
 DATASETS = {"ssv2": ssv2, "k400": k400, "hmdb51": hmdb51}
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -53,7 +54,7 @@ exit status:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="vidpeft-prep", description=__doc__, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=DATASETS, help="which dataset --src holds")

@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from .common import fail
+from .common import Parser, fail
 
 SCRIPT_NAMES = {"shell": "sweep.sh", "slurm": "sweep.sbatch"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vidpeft-sweep",
         description="Every cell of GRID (backbones x methods x datasets x seeds; see configs/sweeps/demo.yaml) "
         "is one ordinary vidpeft-train run in its own work dir ROOT/<dataset>__<backbone>__<method>__seed<N>. "

@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import fail
+from .common import Parser, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vidpeft-table",
         description="Read every finished run (eval.json, config.yaml, best/adapter.json) in or under the given "
         "folders and print a Markdown table: backbone, method, trainable parameters (head excluded, as the "

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from ..data.decode import VideoReadError
-from ..config.flags import Parser, add_config_flags, view_options
+from ..config.flags import add_config_flags, view_options
 from ..errors import UserError
-from .common import fail
+from .common import Parser, fail
 
 
 def build_parser() -> Parser:

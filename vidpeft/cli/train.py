@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..backbones import BACKBONES
-from ..config.flags import Parser, add_config_flags, config_flag_values
+from ..config.flags import add_config_flags, config_flag_values
 from ..config.run import RunConfig
 from ..data.decode import VideoReadError
 from ..errors import MissingFile, UserError
-from .common import add_method_options, fail, method_help, method_options
+from .common import Parser, add_method_options, fail, method_help, method_options
 
 
 def build_parser() -> Parser:

@@ -1,23 +1,15 @@
 """Command-line flags generated from the config's fields (a field with `flag=` metadata is a flag of
-vidpeft-train; one with `view=True` also of vidpeft-test and vidpeft-predict), and the parser every
-vidpeft command uses: argument errors are one line naming the flag."""
+vidpeft-train; one with `view=True` also of vidpeft-test and vidpeft-predict)."""
 from __future__ import annotations
 
 import argparse
 import typing
 from dataclasses import Field
-from typing import Any, NoReturn
+from typing import Any
 
 from ..data.config import DataConfig, config_key
 from .train import TrainConfig
 from .values import PARSERS, flag_fields, option_type
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (`error: argument --lr: invalid float value: 'abc'`), no usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _config_fields() -> list[tuple[str, type, Field]]:

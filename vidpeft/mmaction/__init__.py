@@ -1,4 +1,5 @@
-"""vidpeft inside mmaction2: `vidpeft.PEFTBackbone` and `vidpeft.PEFTCheckpointHook`.
+"""vidpeft inside mmaction2: `vidpeft.PEFTBackbone`, `vidpeft.PEFTCheckpointHook` and
+`vidpeft.VideoListDataset` (vidpeft-prep's lists, any file name).
 
 In an mmaction2 config:
 
@@ -23,6 +24,7 @@ from . import compat
 compat.apply()
 
 from .backbone import PEFTBackbone  # noqa: E402  (after the fixes: registration imports mmaction)
+from .dataset import VideoListDataset  # noqa: E402
 from .hooks import PEFTCheckpointHook  # noqa: E402
 
-__all__ = ["PEFTBackbone", "PEFTCheckpointHook"]
+__all__ = ["PEFTBackbone", "PEFTCheckpointHook", "VideoListDataset"]

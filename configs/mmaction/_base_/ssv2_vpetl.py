@@ -3,7 +3,7 @@
 # trained with the V-PETL Bench recipe: 8 frames with stride 4, multi-scale crop to 224,
 # no flip (left/right is in SSv2's labels), SGD (momentum 0.9, no weight decay,
 # lr 0.1 x batch / 256), 10 warm-up epochs then cosine; test 4 clips x 3 crops.
-dataset_type = 'VideoDataset'
+dataset_type = 'vidpeft.VideoListDataset'  # mmaction2's VideoDataset reading vidpeft-prep's lists (any file name)
 data_root = 'data/ssv2'
 num_classes = 174
 
