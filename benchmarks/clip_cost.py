@@ -187,10 +187,10 @@ def encodings_table(raw: dict[str, list[tuple[Path, np.ndarray]]], tmp: Path, ar
     from vidpeft.prep.transcode import ENCODINGS
 
     table: dict = {}
-    print(f"{'kind':6s} {'encoding':9s} {'size':>9s} {'x size':>7s} {'PSNR dB':>8s}  "
+    print(f"{'kind':6s} {'encoding':9s} {'size':>9s} {'x x264':>7s} {'PSNR dB':>8s}  "
           + "  ".join(f"{r + ' ms/clip':>17s}" for r in args.recipes.split(",")))
     for kind, videos in raw.items():
-        for encoding in ENCODINGS:
+        for encoding in sorted(ENCODINGS, key=lambda e: e != "x264"):  # the old encoding first: sizes are x it
             paths = prepare([p for p, _ in videos], tmp / f"{encoding}_{kind}", kind, encoding)
             size = sum(Path(p).stat().st_size for p in paths)
             quality = statistics.mean(psnr(Path(p), frames) for p, (_, frames) in zip(paths, videos))

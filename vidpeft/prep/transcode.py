@@ -27,9 +27,9 @@ T = TypeVar("T")
 # decode: a keyframe every 64 frames (a clip never starts more than 63 frames after one),
 # three non-reference B-frames between references in a fixed pattern (skipped unless wanted:
 # the decoder walks only every 4th frame up to the clip) and tune=fastdecode (CAVLC, no
-# deblocking or weighted prediction). Chosen by benchmarks/prep_encoding.py (README, table):
-# 2.2-2.5x cheaper per clip than "x264" (x264's defaults, the encoding before), at 1.6-1.8x the
-# size and the same PSNR.
+# deblocking or weighted prediction). Measured by benchmarks/clip_cost.py (README, table):
+# 1.8-2.1x cheaper to read per clip than "x264" (x264's defaults, the encoding before), at
+# 1.0-1.7x the size and the same PSNR.
 ENCODINGS = {
     "fastseek": {"tune": "fastdecode",
                  "x264-params": "keyint=64:min-keyint=64:scenecut=0:bframes=3:b-pyramid=none:b-adapt=0"},
