@@ -145,3 +145,14 @@ def test_vidpeft_train_takes_an_hf_name_from_the_offline_cache(hub, data, tmp_pa
                             "print(m.vidpeft_spec.pretrained)", str(work / "best")],
                            capture_output=True, text=True, env=env, timeout=300)
     assert check.returncode == 0 and check.stdout.strip() == f"hf:{REPO}@v1", check.stderr[-2000:]
+
+
+def test_vidpeft_params_loads_an_hf_name(offline, capsys):
+    from vidpeft.cli import params as params_cli
+
+    assert params_cli.main(["--backbone", "videomae-micro", "--method", "probe", "--pretrained", f"hf:{REPO}"]) == 0
+    out = capsys.readouterr().out
+    assert f"hf:{REPO} ({offline.cache}" in out and "Hugging Face transformers VideoMAE checkpoint" in out
+    assert "videomae-micro + probe: trainable" in out
+    assert params_cli.main(["--backbone", "videomae-micro", "--pretrained", "hf:nobody/nothing"]) == 2
+    assert "is not in the cache" in capsys.readouterr().err
