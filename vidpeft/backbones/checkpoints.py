@@ -66,8 +66,9 @@ class LoadReport:
 
 # ---------------------------------------------------------------- reading
 
-# Entries under which releases nest the weights (official: model / module; mm*: state_dict).
-NESTED = ("state_dict", "model", "module")
+# Entries under which releases nest the weights (official: model / module; mm*: state_dict; V-JEPA 2:
+# target_encoder, the EMA encoder its evaluations read, beside encoder and predictor).
+NESTED = ("state_dict", "model", "module", "target_encoder", "encoder")
 
 
 def read_state_dict(path: str | os.PathLike) -> StateDict:

@@ -2,9 +2,9 @@
 `checkpoint_filter_fn` pattern: the family owns its converters).
 
 A `Format` is recognised from the keys of a file (never its name) and renames them to the
-family's own names. Family modules call `register_formats` at import; `FORMATS` is searched in
-registration order and the first detector that matches wins, so `vidpeft/backbones/__init__.py`
-imports the families in the detection order it documents (more specific key sets first)."""
+family's own names. Each family module lists its formats (`FORMATS`, most specific first);
+`vidpeft/backbones/__init__.py` registers the families' lists in the detection order it documents,
+and `FORMATS` here is searched in that order, the first detector that matches winning."""
 from __future__ import annotations
 
 import re
@@ -32,7 +32,7 @@ FORMATS: list[Format] = []
 
 
 def register_formats(*formats: Format) -> None:
-    """Append a family's formats to the detection order (its most specific first)."""
+    """Append formats to the detection order."""
     FORMATS.extend(formats)
 
 

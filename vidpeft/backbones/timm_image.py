@@ -24,7 +24,7 @@ from timm.models import vision_transformer as timm_vit
 from torch import nn
 
 from vidpeft.backbones.base import BackboneInfo, register_backbone, register_resolver
-from vidpeft.backbones.formats import Format, has, register_formats, same
+from vidpeft.backbones.formats import Format, has, same
 from vidpeft.backbones.layers import (
     TokenLayout, VideoClassifier, check_divisible, prefix_kv, qkv_with_qv_bias, run_blocks,
 )
@@ -426,7 +426,7 @@ def timm_vit_keys(keys: set[str]) -> bool:
     return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
 
 
-register_formats(
+FORMATS = (  # most specific first
     Format("vidpeft timm BEiT", FrameWiseBeit.family, has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
     Format("vidpeft timm ViT", FrameWiseViT.family, has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
     Format("OpenAI CLIP / open_clip", FrameWiseViT.family,

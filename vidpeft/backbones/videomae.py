@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.base import BackboneInfo, register_backbone
-from vidpeft.backbones.formats import COMPUTED, Format, StateDict, fuse_qkv, has, register_formats, rename
+from vidpeft.backbones.formats import COMPUTED, Format, StateDict, fuse_qkv, has, rename
 from vidpeft.backbones.layers import (
     TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias,
     run_blocks, size_factory, stochastic_depth_rates,
@@ -223,7 +223,7 @@ def hf_videomae(sd: StateDict) -> StateDict:
     return out
 
 
-register_formats(
+FORMATS = (  # most specific first
     Format("Hugging Face transformers VideoMAE", VideoMAE.family,
            has(r"^(videomae\.)?encoder\.layer\.\d+\.attention\.attention\.query\.weight$"), hf_videomae),
     Format("official VideoMAE pre-training", VideoMAE.family, has(r"^encoder\.blocks\.\d+\.attn\.qkv\.weight$"),

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidpeft.backbones.base import BackboneInfo, register_backbone
-from vidpeft.backbones.formats import COMPUTED, Format, StateDict, has, register_formats, rename
+from vidpeft.backbones.formats import COMPUTED, Format, StateDict, has, rename
 from vidpeft.backbones.layers import (
     TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv,
     size_factory, stochastic_depth_rates,
@@ -354,7 +354,7 @@ def torchvision_swin3d(sd: StateDict) -> StateDict:
     return out
 
 
-register_formats(
+FORMATS = (  # most specific first
     Format("mmaction2 Video Swin", VideoSwin.family,
            has(r"^backbone\.layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$", r"^backbone\.norm3\.weight$"),
            mmaction_videoswin),
