@@ -46,7 +46,7 @@ def log_rows(work: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
+def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys, monkeypatch):
     work = tmp_path / "run"
     assert train(data, work) == 0
     out = capsys.readouterr().out
@@ -76,6 +76,13 @@ def test_train_writes_a_complete_self_describing_run(data, tmp_path, capsys):
                           "--out", str(tmp_path / "e.json")]) == 0
     rescored = json.loads((tmp_path / "e.json").read_text())
     assert rescored["views"]["clips"] == 1 and rescored["views"]["crops"] == 1 and rescored["videos"] == 8
+    # the same fields as the run's eval.json, paths absolute, however the work dir was given
+    monkeypatch.chdir(work.parent)
+    assert test_cli.main(["--work-dir", work.name, "--clips", "1", "--crops", "1"]) == 0
+    default_out = json.loads((work / "eval_test_1x1.json").read_text())
+    assert set(default_out) == set(result) and default_out["checkpoint"] == result["checkpoint"]
+    assert default_out["selected_on_test"] is False and default_out["list"] == result["list"]
+    assert Path(default_out["checkpoint"]).is_absolute() and Path(default_out["list"]).is_absolute()
     # --dump-views: the frames and boxes of every view, against the reference formulas
     assert test_cli.main(["--work-dir", str(work), "--clips", "3", "--temporal", "mmaction", "--out",
                           str(tmp_path / "m.json"), "--dump-views", str(tmp_path / "views.json")]) == 0
@@ -179,6 +186,27 @@ def test_unreadable_training_video_is_skipped_or_fatal_with_strict(data, tmp_pat
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(broken) in errors[0]
     (data / "train_broken.csv").unlink()
+
+
+def test_a_skipped_video_never_leaves_a_batch_that_cannot_train(data, tmp_path):
+    """The vpetl recipe's BatchNorm head on VideoMAE, a batch left with one clip by an unreadable video
+    (one process), and a rank left with none (torchrun): both train, the video counted as skipped."""
+    first = (data / "train.csv").read_text().splitlines()[0]
+    (data / "one_and_missing.csv").write_text(f"{first}\n{data / 'gone.mp4'} 1\n")
+    try:
+        work = tmp_path / "one"
+        assert train(data, work, "--train-list", "one_and_missing.csv", "--batch-size", "2", "--eval-every", "0",
+                     epochs=1, method="lora") == 0
+        assert int(log_rows(work)[0]["skipped_videos"]) == 1
+        assert RunConfig.read(work / "config.yaml").model.backbone_options["head_norm"] is True
+        ddp = run_cli(str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "-m", "vidpeft.cli.train",
+                      "--backbone", "videomae-micro", "--method", "lora", "--data", str(data), "--work-dir",
+                      str(tmp_path / "ddp"), "--epochs", "2", *SMALL, "--batch-size", "1", "--eval-every", "0",
+                      "--train-list", "one_and_missing.csv")
+        assert ddp.returncode == 0, ddp.stderr[-3000:]
+        assert [int(r["skipped_videos"]) for r in log_rows(tmp_path / "ddp")] == [1, 1]
+    finally:
+        (data / "one_and_missing.csv").unlink()
 
 
 def test_bad_input_gets_one_line_errors(data, tmp_path, capsys):

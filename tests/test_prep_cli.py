@@ -27,7 +27,7 @@ def test_empty_folder_is_a_one_line_layout_error(tmp_path, capsys, dataset):
     code, report, text = run_prep(capsys, dataset, "--src", str(tmp_path / "raw"),
                                   "--out", str(tmp_path / "out"))
     assert code == 2 and report == {}
-    assert text.startswith("vidpeft-prep: ") and text.count("\n") == 1
+    assert text.startswith("error: ") and text.count("\n") == 1
     assert str(tmp_path / "raw") in text
 
 

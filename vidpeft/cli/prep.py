@@ -78,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
                    help="x264 preset, ultrafast ... veryslow (default veryfast)")
     p.add_argument("--encoding", default="fastseek", choices=ENCODINGS,
                    help="fastseek (default): keyframe every 64 frames, fixed non-reference B-frames, "
-                        "tune=fastdecode: about 2.3x cheaper to decode per training clip at about 1.7x "
+                        "tune=fastdecode: about 2x cheaper to read per training clip at up to 1.7x "
                         "the size (README, Preparing datasets); x264: x264's defaults (the smaller "
                         "files vidpeft-prep wrote before)")
     p.add_argument("--threads", type=int, default=0, metavar="T",
@@ -119,15 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     module = DATASETS[args.dataset]
     args.out = args.out or Path("data") / args.dataset
     if not args.src.is_dir():
-        print(f"vidpeft-prep: --src {args.src}: no such folder", file=sys.stderr)
+        print(f"error: --src {args.src}: no such folder", file=sys.stderr)
         return EXIT_USAGE
     if args.src.resolve() == args.out.resolve():
-        print("vidpeft-prep: --out must differ from --src (sources are never overwritten)",
+        print("error: --out must differ from --src (sources are never overwritten)",
               file=sys.stderr)
         return EXIT_USAGE
     short_side = module.DEFAULT_SHORT_SIDE if args.short_side is None else args.short_side
     if min(short_side, args.workers, args.threads) < 0 or not 0 <= args.crf <= 51 or not 0 <= args.val_fraction < 1:
-        print("vidpeft-prep: --short-side, --workers and --threads must be >= 0, --crf 0..51, "
+        print("error: --short-side, --workers and --threads must be >= 0, --crf 0..51, "
               "--val-fraction in [0, 1)", file=sys.stderr)
         return EXIT_USAGE
     options = {"split": args.split} if module is hmdb51 else {}
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run(plan, args.out, settings, workers=args.workers,
                      progress=not args.no_progress)
     except (LayoutError, ArchiveReadError) as e:
-        print(f"vidpeft-prep: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("vidpeft-prep: interrupted; rerun the same command to resume", file=sys.stderr)

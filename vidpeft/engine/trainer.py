@@ -101,6 +101,7 @@ class Trainer:
         stop.interruptible = True  # the final test restarts from last.pt after a resume
         if not self.train.eval_every and dist.is_main():
             self.keep_best(f"epoch {self.train.epochs}")
+        dist.barrier()  # best/ is written before any rank loads it for the final test
         return progress
 
     def train_epoch(self, epoch: int, progress: dict, stop: StopSignal) -> bool:
