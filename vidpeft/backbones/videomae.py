@@ -175,6 +175,20 @@ for _size in SIZES:
                       BackboneInfo(VideoMAE.family, 8 if _size == "micro" else 16, method_defaults=METHOD_DEFAULTS,
                                    micro=_size == "micro"))
 
+# VideoMAE V2 (Wang et al. 2023): the same architecture and checkpoint names (OpenGVLab/VideoMAEv2
+# models/modeling_finetune.py); ViT-g/14 (vit_giant_patch14_224) and the ViT-S/B distilled from it
+# (vit_small/base_patch16_224: VideoMAE's S and B). Its release files and mmaction2's converted ones are
+# read by the VideoMAE formats below.
+V2_SIZES = {
+    "s": SIZES["s"],
+    "b": SIZES["b"],
+    "g": dict(embed_dim=1408, depth=40, num_heads=16, mlp_ratio=48 / 11, patch_size=14),
+}
+for _size in V2_SIZES:
+    register_backbone(f"videomaev2-{_size}", size_factory(VideoMAE, V2_SIZES, _size, f"videomaev2_{_size}",
+                                                          f"VideoMAE V2 ViT-{_size.upper()}, tubelet 2"),
+                      BackboneInfo(VideoMAE.family, 16, method_defaults=METHOD_DEFAULTS))
+
 
 # ---------------------------------------------------------------- checkpoint formats
 
