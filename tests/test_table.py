@@ -117,6 +117,28 @@ def test_table_averages_seeds_and_keeps_other_views_apart(run_dir, tmp_path, cap
     assert (sweep / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_runs_that_differ_in_more_than_the_seed_are_never_averaged(run_dir, tmp_path, capsys):
+    """Seed 0 trained for 1, 1 and 3 epochs, with and without --pretrained: rows named by what differs;
+    two runs of one configuration and seed are refused in one line."""
+    runs = tmp_path / "runs"
+    for name, top1, epochs, pretrained in (("a", 10.0, 1, None), ("b", 20.0, 3, None), ("c", 40.0, 3, "/ckpt.pth")):
+        path = fake(run_dir, runs / name, top1=top1)
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+        cfg["train"]["epochs"], cfg["model"]["pretrained"] = epochs, pretrained
+        (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert table_cli.main([str(runs)]) == 0
+    out = capsys.readouterr().out
+    cells = {line.split("|")[4].strip(): line.split("|")[5].strip() for line in out.splitlines()
+             if line.startswith("| videomae-micro")}
+    assert cells == {"model.pretrained=None, train.epochs=1": "10.00", "model.pretrained=None, train.epochs=3": "20.00",
+                     "model.pretrained=/ckpt.pth, train.epochs=3": "40.00"}
+    assert "rows differ in config" in out and "± " not in out.split("\n\n", 1)[1]
+    shutil.copytree(runs / "a", runs / "a-again")
+    assert table_cli.main([str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "are the same configuration with the same seed (0)" in err
+
+
 def test_reference_puts_published_rows_next_to_ours(run_dir, tmp_path, capsys):
     # our run relabelled as ViT-B AdaptFormer on SSv2 (counted on the meta device: 1,189,632)
     runs = tmp_path / "runs"
