@@ -1,9 +1,10 @@
-"""Image models of timm (ViT incl. CLIP towers, BEiT / BEiT v2) applied to video frame by frame.
+"""Image models of timm (ViT incl. CLIP towers, BEiT / BEiT v2, Eva: DINOv3, EVA-02) applied to video frame by frame.
 
 timm builds the image model (no download); each block becomes a `FrameBlock` that keeps timm's
 parameter names, adds vidpeft's hook points (residual slots, `kv_prefix`, `project_kv`,
 `token_layout`) and runs attention through SDPA exactly as timm computes it (q/v biases and
-relative position bias of BEiT included). A clip (B, 3, T, H, W) is B·T images; an optional
+relative position bias of BEiT and the rotary embedding of Eva included; Eva's query, key and value
+projections run fused, as timm's `qkv_fused`, and separate ones in checkpoints are fused on loading). A clip (B, 3, T, H, W) is B·T images; an optional
 zero-initialised temporal embedding is added to every token of frame t (where AIM adds it:
 after the position embedding, before the pre-norm), and the clip feature is the mean over
 frames of timm's pooled feature. Weights sit under `image.` with timm's names.
@@ -19,12 +20,14 @@ import timm
 import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
+from timm.layers import apply_rot_embed_cat
 from timm.models import beit as timm_beit
+from timm.models import eva as timm_eva
 from timm.models import vision_transformer as timm_vit
 from torch import nn
 
 from vidpeft.backbones.base import BackboneInfo, register_backbone, register_resolver
-from vidpeft.backbones.formats import Format, has, same
+from vidpeft.backbones.formats import Format, both, fuse_qkv, has, lacks, same
 from vidpeft.backbones.layers import (
     TokenLayout, VideoClassifier, check_divisible, prefix_kv, qkv_with_qv_bias, run_blocks,
 )
@@ -36,7 +39,7 @@ TEMPORAL = "temporal_embed"
 
 
 class FrameAttention(nn.Module):
-    """timm's `Attention` (ViT) or BEiT `Attention` with the same parameters, through SDPA."""
+    """timm's `Attention` (ViT), BEiT's or Eva's (fused qkv) with the same parameters, through SDPA."""
 
     def __init__(self, attn: nn.Module) -> None:
         super().__init__()
@@ -59,6 +62,9 @@ class FrameAttention(nn.Module):
             self.register_buffer("relative_position_index", attn.relative_position_index, persistent=False)
         self.token_layout: TokenLayout | None = None  # set by the backbone: the patch grid of this forward
         self.kv_prefix: nn.Module | None = None
+        # Eva: the rotary embedding of this forward's patch grid (set by the backbone), timm's layout flag
+        self.rope: torch.Tensor | None = None
+        self.rotate_half = getattr(attn, "rotate_half", False)
         lost = set(attn.state_dict()) - set(self.state_dict())
         if lost:
             raise UserError(f"timm attention {type(attn).__name__} has parts vidpeft does not run: {sorted(lost)}")
@@ -108,8 +114,17 @@ class FrameAttention(nn.Module):
         out = self.norm(out.transpose(1, 2).reshape(n, length, -1))
         return self.proj_drop(self.proj(out))
 
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+        """Eva's rotary embedding on the patch tokens (the last H·W), as timm applies it after its prefix tokens."""
+        if self.rope is None:
+            return x
+        start = x.shape[2] - self.rope.shape[-2]
+        rotated = apply_rot_embed_cat(x[:, :, start:], self.rope, half=self.rotate_half)
+        return torch.cat((x[:, :, :start], rotated), dim=2).type_as(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.heads(x)
+        q, k = self.rotate(q), self.rotate(k)
         mask = self.position_bias(x.shape[1])
         k, v, extra = prefix_kv(self.kv_prefix, x.shape[0], k, v)
         if extra and mask is not None:
@@ -137,17 +152,17 @@ def relative_position_index(window: tuple[int, int], grid: tuple[int, int], devi
 
 
 class FrameBlock(nn.Module):
-    """A timm ViT or BEiT block with its own submodules and names, plus the residual slots."""
+    """A timm ViT, BEiT or Eva block with its own submodules and names, plus the residual slots."""
 
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
-        if type(block) not in (timm_vit.Block, timm_beit.Block):
-            raise UserError(f"timm block type {type(block).__name__} is not supported (ViT Block or BEiT Block)")
+        if type(block) not in (timm_vit.Block, timm_beit.Block, timm_eva.EvaBlock):
+            raise UserError(f"timm block type {type(block).__name__} is not supported (ViT, BEiT or Eva Block)")
         self.pre_attn = nn.Identity()
         self.norm1 = block.norm1
         self.attn = FrameAttention(block.attn)
         self.ls1 = getattr(block, "ls1", nn.Identity())  # ViT layer scale
-        self.gamma_1 = getattr(block, "gamma_1", None)  # BEiT layer scale
+        self.gamma_1 = getattr(block, "gamma_1", None)  # BEiT / Eva layer scale
         self.drop_path1 = block.drop_path1
         self.post_attn = nn.Identity()
         self.norm2 = block.norm2
@@ -288,6 +303,36 @@ class FrameWiseBeit(FrameWiseVideo):
         return prefixed(timm_beit.checkpoint_filter_fn(sd, self.image))
 
 
+class FrameWiseEva(FrameWiseVideo):
+    """timm's Eva (DINOv3, EVA-02, ...): class and register tokens, absolute positions where the model
+    has them, and a 2-D rotary embedding of the frame's patch grid in every attention."""
+
+    family = "timm-eva"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # the attentions themselves, kept before any method wraps `block.attn` (a tuple: not submodules)
+        self.rotated = tuple(block.attn for block in self.image.blocks)
+
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        tokens, rope = self.image._pos_embed(self.image.patch_embed(frames))
+        for attn in self.rotated:
+            attn.rope = rope
+        return tokens
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        return super().encode(self.image.norm_pre(tokens))
+
+    def adapt_checkpoint(self, sd: StateDict) -> StateDict:
+        sd = timm_eva.checkpoint_filter_fn(sd, self.image)
+        for prefix in sorted({k.rsplit(".q_proj.", 1)[0] for k in sd if ".attn.q_proj." in k}):
+            fuse_qkv(sd, (f"{prefix}.q_proj", f"{prefix}.k_proj", f"{prefix}.v_proj"), f"{prefix}.qkv")
+            for name in ("q", "v"):  # the key projection has no bias in Eva
+                if f"{prefix}.{name}_proj.bias" in sd:
+                    sd[f"{prefix}.{name}_bias"] = sd.pop(f"{prefix}.{name}_proj.bias")
+        return prefixed(sd)
+
+
 # BEiT v2 pre-training heads (masked-token prediction and the patch-aggregation layers), dropped as
 # BEiT's own fine-tuning drops them
 BEIT_PRETRAINING_ONLY = ("mask_token", "lm_head.", "cls_pt_layers.", "cls_pt_norm.", "cls_pt_lm_head.")
@@ -333,6 +378,8 @@ def build(timm_name: str, num_classes: int = 400, num_frames: int = 8, temporal_
         raise UserError(f"timm has no model {timm_name!r} (see timm.list_models())")
     kwargs = dict(pretrained=False, num_classes=0, img_size=img_size, drop_path_rate=drop_path_rate, **timm_kwargs)
     kwargs.update(_dynamic_size(entry))
+    if _module_of(entry) == timm_eva.__name__:
+        kwargs["qkv_fused"] = True  # one qkv projection (the contract's); checkpoints are fused on loading
     image = timm.create_model(timm_name, **kwargs)
     if isinstance(image, timm_vit.VisionTransformer):
         cls = FrameWiseViT
@@ -341,16 +388,25 @@ def build(timm_name: str, num_classes: int = 400, num_frames: int = 8, temporal_
             raise UserError(f"{timm_name}: a shared relative position bias is not supported")
         cls = FrameWiseBeit
         image.patch_embed.strict_img_size = False  # smaller frames read their offsets from the table
+    elif isinstance(image, timm_eva.Eva):
+        if getattr(image, "rope_mixed", False) or any(type(b) is not timm_eva.EvaBlock for b in image.blocks):
+            raise UserError(f"{timm_name}: Eva models with mixed (per-block) rotary embeddings or post-norm blocks "
+                             "are not supported")
+        cls = FrameWiseEva
     else:
         raise UserError(f"timm model {timm_name!r} is a {type(image).__name__}; frame-wise video supports timm's "
-                         "VisionTransformer (ViT, CLIP, ...) and Beit models")
+                         "VisionTransformer (ViT, CLIP, ...), Beit and Eva (DINOv3, EVA-02) models")
     return cls(image, timm_name, kwargs, num_classes, num_frames, temporal_embedding, head_drop)
 
 
+def _module_of(entry: str) -> str:
+    return timm.models.model_entrypoint(entry).__module__
+
+
 def _dynamic_size(entry: str) -> dict:
-    """ViTs take any frame size divisible by the patch (timm resamples the position embedding)."""
-    defined_in = timm.models.model_entrypoint(entry).__module__
-    return {"dynamic_img_size": True} if defined_in == timm_vit.__name__ else {}
+    """ViTs and Evas take any frame size divisible by the patch (timm resamples the position embedding
+    and builds the rotary embedding of the grid)."""
+    return {"dynamic_img_size": True} if _module_of(entry) in (timm_vit.__name__, timm_eva.__name__) else {}
 
 
 MICRO = dict(embed_dim=64, depth=2, num_heads=2)  # tests and demos
@@ -363,6 +419,11 @@ ALIASES = {
     # layer scale 0.1 (of the order of trained BEiT v2 weights) instead of its 1e-5 initialisation,
     # which would hide every branch of a randomly initialised micro model
     "beitv2-micro": ("beitv2_base_patch16_224.in1k_ft_in22k_in1k", {**MICRO, "init_values": 0.1}),
+    "dinov3-b16": ("vit_base_patch16_dinov3.lvd1689m", {}),  # Eva class: RoPE, 4 register tokens
+    "eva02-b14": ("eva02_base_patch14_224.mim_in22k", {}),  # Eva class: RoPE, SwiGLU, separate q/k/v
+    # layer scale 0.1 as on beitv2-micro (DINOv3 initialises it at 1e-5)
+    "dinov3-micro": ("vit_base_patch16_dinov3.lvd1689m", {**MICRO, "init_values": 0.1}),
+    "eva02-micro": ("eva02_base_patch14_224.mim_in22k", {**MICRO, "patch_size": 16}),  # the tests' 64-pixel frames
 }
 TIMM_PREFIX = "timm/"
 
@@ -394,12 +455,13 @@ def image_info(timm_name: str, micro: bool = False) -> BackboneInfo:
 
 
 def family_of(timm_name: str) -> str:
-    """timm-vit or timm-beit, from the module that defines the model (nothing is built)."""
-    module = timm.models.model_entrypoint(timm_name.split(".")[0]).__module__
-    families = {timm_vit.__name__: FrameWiseViT.family, timm_beit.__name__: FrameWiseBeit.family}
+    """timm-vit, timm-beit or timm-eva, from the module that defines the model (nothing is built)."""
+    module = _module_of(timm_name.split(".")[0])
+    families = {timm_vit.__name__: FrameWiseViT.family, timm_beit.__name__: FrameWiseBeit.family,
+                timm_eva.__name__: FrameWiseEva.family}
     if module not in families:
-        raise UserError(f"timm model {timm_name!r} is neither a VisionTransformer nor a Beit; frame-wise video "
-                         "supports those two families")
+        raise UserError(f"timm model {timm_name!r} is not a VisionTransformer, Beit or Eva; frame-wise video "
+                         "supports those three families")
     return families[module]
 
 
@@ -426,7 +488,21 @@ def timm_vit_keys(keys: set[str]) -> bool:
     return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
 
 
+# Eva: SwiGLU (fc1_g) or layer scale without BEiT's relative position tables; DINOv3's release keys
+# (storage tokens, rope_embed), EVA-02's (separate q/k/v projections, w1/w12 SwiGLU, rope buffers)
+EVA_RELEASE = r"^(storage_tokens|rope_embed\.periods|rope\.freqs_cos|blocks\.\d+\.attn\.q_proj\.weight|blocks\.\d+\.mlp\.(fc1_g|w1|w12)\.weight)$"
+
+
+def eva_keys(prefix: str):
+    return both(has(rf"^{prefix}blocks\.\d+\.(mlp\.fc1_g\.weight|gamma_1)$"),
+                lacks(rf"^{prefix}blocks\.\d+\.attn\.relative_position_bias_table$"))
+
+
 FORMATS = (  # most specific first
+    Format("vidpeft timm Eva", FrameWiseEva.family, both(has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), eva_keys(r"image\.")),
+           same),
+    Format("timm / official Eva (DINOv3, EVA-02)", FrameWiseEva.family,
+           lambda keys: has(EVA_RELEASE)(keys) or both(has(r"^cls_token$"), eva_keys(""))(keys), same, by_model=True),
     Format("vidpeft timm BEiT", FrameWiseBeit.family, has(r"^image\.blocks\.\d+\.attn\.q_bias$"), same),
     Format("vidpeft timm ViT", FrameWiseViT.family, has(r"^image\.blocks\.\d+\.attn\.qkv\.weight$"), same),
     Format("OpenAI CLIP / open_clip", FrameWiseViT.family,
