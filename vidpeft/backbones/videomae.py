@@ -132,7 +132,10 @@ class VideoMAE(VideoClassifier):
         x = self.patch_embed(x)
         self.token_grid = self.token_layout.grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)
-        x = x + self.position_table(x.shape[1], x)
+        # table first: the sum takes its (token, channel) layout, so the residual stream is contiguous
+        # (x first kept the convolution's channel-major layout through every block: strided residual
+        # adds and a copy before every LayerNorm)
+        x = self.position_table(x.shape[1], x) + x
         self.num_prefix_tokens = 0
         if self.extra_tokens is not None:
             extra = self.extra_tokens(x).to(x.dtype)

@@ -137,7 +137,7 @@ class VJEPA2(VideoClassifier):
         check_divisible(x, self.patch_embed.patch_size, "V-JEPA 2")
         x = self.patch_embed(x)
         self.token_grid = self.token_layout.grid = tuple(x.shape[2:])
-        x = x.flatten(2).transpose(1, 2)
+        x = x.flatten(2).transpose(1, 2).contiguous()  # a token-major stream (tests/test_step_speed.py)
         self.num_prefix_tokens = 0
         if self.extra_tokens is not None:
             extra = self.extra_tokens(x).to(x.dtype)
