@@ -84,12 +84,13 @@ def worker_cost(paths: list[str], recipe: str, kind: str, items: int, batch_size
     """One worker's clips per CPU-second (and with `stages`, CPU ms per clip of each stage)."""
     from contextlib import nullcontext
 
-    from vidpeft.data import DataConfig, Sample, VideoDataset, collate
+    from vidpeft.data import Sample, VideoDataset, collate
 
     torch.set_num_threads(1)
-    cfg = DataConfig.from_recipe(_load_recipe(recipe, kind), decoder="pyav")
+    cfg = _data_config(recipe, kind)
     dataset = VideoDataset([Sample(Path(p), 0) for p in paths], "train", cfg, pixels=True)
     keys = [(1, i % len(paths)) for i in range(items)]
+    batches = []
     if stages:
         from vidpeft.data.stages import timing
     clips, times = 0, None
@@ -98,20 +99,48 @@ def worker_cost(paths: list[str], recipe: str, kind: str, items: int, batch_size
         for first in range(0, items, batch_size):
             batch = collate([dataset[key] for key in keys[first:first + batch_size]], repeated=cfg.repeated_aug > 1)
             clips += len(batch.indices)
+            batches.append(batch)
         cpu = time.process_time() - start
     import vidpeft
 
     result = {"clips_per_cpu_s": clips / cpu, "clips": clips, "vidpeft": vidpeft.__file__}
     if times is not None:
         result["ms_per_clip"] = {stage: 1e3 * s / clips for stage, s in times.seconds.items()}
+    if getattr(cfg, "device_augment", False):
+        result["device_ms_per_clip"] = device_cost(batches, cfg, clips)
     return result
+
+
+def _data_config(recipe: str, kind: str):
+    """A recipe's DataConfig; `RECIPE:device` with data.device_augment on (workers decode and draw only)."""
+    from vidpeft.data import DataConfig
+
+    name, _, where = recipe.partition(":")
+    cfg = DataConfig.from_recipe(_load_recipe(name, kind), decoder="pyav")
+    return cfg.override(device_augment=True) if where == "device" else cfg
+
+
+def device_cost(batches: list, cfg, clips: int) -> float:
+    """ms per clip of the device side of --device-augment (RandAugment, crop, resize, flip, normalise,
+    erasing) on the training device (CUDA when there is one; synchronised), after one warm-up batch."""
+    from vidpeft.data.device_augment import apply_plans
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    apply_plans(batches[0].inputs, cfg.input_size, cfg.mean, cfg.std, device)
+    sync()
+    start = time.perf_counter()
+    for batch in batches:
+        apply_plans(batch.inputs, cfg.input_size, cfg.mean, cfg.std, device)
+    sync()
+    return 1e3 * (time.perf_counter() - start) / clips
 
 
 def handover_ms(paths: list[str], recipe: str, kind: str, batch_size: int, batches: int) -> float:
     """CPU ms per clip the main process spends receiving batches from one loader worker."""
-    from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader
+    from vidpeft.data import Sample, VideoDataset, build_loader
 
-    cfg = DataConfig.from_recipe(_load_recipe(recipe, kind), decoder="pyav")
+    cfg = _data_config(recipe, kind)
     dataset = VideoDataset([Sample(Path(p), 0) for p in paths], "train", cfg, pixels=True)
     loader = build_loader(dataset, batch_size, num_workers=1)
     stream = iter(loader)
@@ -170,7 +199,8 @@ def against(rev: str, raw: dict[str, list[Path]], tmp: Path, args: argparse.Name
             rates: dict[str, list[float]] = {"old": [], "new": []}
             for i in range(args.rounds):
                 for side in (("old", "new") if i % 2 == 0 else ("new", "old")):
-                    answer = run_child({"do": "cost", "paths": paths[side], "recipe": recipe, "kind": kind,
+                    answer = run_child({"do": "cost", "paths": paths[side], "kind": kind,
+                                        "recipe": recipe if side == "new" else recipe.partition(":")[0],
                                         "items": args.items, "batch": args.batch_size}, sides[side])
                     assert answer["vidpeft"].startswith(sides[side]), answer["vidpeft"]  # the intended code ran
                     rates[side].append(answer["clips_per_cpu_s"])
@@ -217,6 +247,8 @@ def breakdown(raw: dict[str, list[tuple[Path, np.ndarray]]], tmp: Path, args: ar
             for recipe in args.recipes.split(","):
                 cost = worker_cost(paths, recipe, kind, args.items, args.batch_size, stages=True)
                 cost["ms_per_clip"]["hand-over (main process)"] = handover_ms(paths, recipe, kind, args.batch_size, 4)
+                if "device_ms_per_clip" in cost:  # not the worker's CPU: the training device's time
+                    cost["ms_per_clip"]["augment on the training device (wall)"] = cost["device_ms_per_clip"]
                 result[f"{recipe}/{kind}/{encoding}"] = cost
     stages = list(dict.fromkeys(s for cost in result.values() for s in cost["ms_per_clip"]))
     print("\nCPU ms per clip, one worker (PyAV), by stage; columns recipe/kind/encoding")
@@ -230,7 +262,9 @@ def breakdown(raw: dict[str, list[tuple[Path, np.ndarray]]], tmp: Path, args: ar
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kinds", default="k400,ssv2")
-    parser.add_argument("--recipes", default="vpetl,videomae")
+    parser.add_argument("--recipes", default="vpetl,videomae,vpetl:device,videomae:device",
+                        help="recipes measured; RECIPE:device with --device-augment (the workers decode and draw, "
+                        "the training device augments)")
     parser.add_argument("--videos", type=int, default=4, help="videos per kind")
     parser.add_argument("--items", type=int, default=24, help="items per measurement")
     parser.add_argument("--batch-size", type=int, default=8)

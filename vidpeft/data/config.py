@@ -43,6 +43,10 @@ class DataConfig:
     randaugment: str | None = option(None, "timm RandAugment spec, e.g. rand-m7-n4-mstd0.5-inc1 (same ops on every frame)")
     random_erasing: float = option(0.0, "random erasing probability")
     repeated_aug: int = option(1, "training: augmented clips per decoded video (VideoMAE --num_sample)")
+    device_augment: bool = option(False, "augment training clips on the training device: the loader workers decode "
+                                  "and draw the random choices; RandAugment, crop, resize, flip, normalisation and "
+                                  "erasing run where the model does (the same draws as on the CPU)",
+                                  "--device-augment")
     mean: tuple[float, float, float] = option(IMAGENET_MEAN, "input mean (R, G, B) of the pretrained weights")
     std: tuple[float, float, float] = option(IMAGENET_STD, "input std (R, G, B) of the pretrained weights")
     decoder: str = option("pyav", "video decoder: pyav (default; the fastest in benchmarks/data_speed.py), decord "

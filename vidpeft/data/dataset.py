@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
 from vidpeft.data.decode import VideoReadError, check_decoder, open_video
+from vidpeft.data.device_augment import PlannedClip, draw_plan
 from vidpeft.data.stages import lap
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
@@ -44,7 +45,9 @@ log = logging.getLogger("vidpeft.data")
 
 
 class Batch(NamedTuple):
-    inputs: torch.Tensor | None  # (B, 3, T, S, S) train, (B, V, 3, T, S, S) val/test; None if no item was readable
+    # (B, 3, T, S, S) train, (B, V, 3, T, S, S) val/test, the PlannedClips of a device-augmented training
+    # batch; None if no item was readable
+    inputs: torch.Tensor | list[PlannedClip] | None
     labels: torch.Tensor  # (B,) int64
     indices: torch.Tensor  # (B,) dataset indices of the readable items
     unreadable: list[int]  # dataset indices of the items whose video could not be read
@@ -85,6 +88,10 @@ class VideoDataset(Dataset):
                 return self.transform(frames, clips=clips), sample.label, index
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(item_seed)
+                if self.cfg.device_augment:  # the frames and the draws; the Trainer augments on its device
+                    plans = tuple(draw_plan(self.transform, *frames.shape[1:3], len(frames))
+                                  for _ in range(self.cfg.repeated_aug))
+                    return PlannedClip(frames, plans), sample.label, index
                 if self.cfg.repeated_aug > 1:  # R augmentations of one decoded clip
                     return torch.stack([self.transform(frames) for _ in range(self.cfg.repeated_aug)]), sample.label, index
                 return self.transform(frames), sample.label, index
@@ -157,12 +164,15 @@ def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: boo
     """Stack the readable items; list the indices of the unreadable ones. `repeated`: each item
     holds R clips of one video (repeated augmentation), which become R rows of the batch."""
     readable = [item for item in items if item[0] is not None]
-    repeats = readable[0][0].shape[0] if repeated and readable else 1
-    # default_collate stacks straight into shared memory inside a loader worker (no copy on the way out)
-    inputs = default_collate([item[0] for item in readable]) if readable else None
+    planned = bool(readable) and isinstance(readable[0][0], PlannedClip)
+    repeats = (len(readable[0][0].plans) if planned else readable[0][0].shape[0]) if repeated and readable else 1
+    if planned:  # frames of any size, augmented on the training device (device_augment.apply_plans)
+        inputs = [item[0] for item in readable]
+    else:  # default_collate stacks straight into shared memory inside a loader worker (no copy on the way out)
+        inputs = default_collate([item[0] for item in readable]) if readable else None
     lap("collate")
     return Batch(
-        inputs=inputs.flatten(0, 1) if inputs is not None and repeated else inputs,
+        inputs=inputs.flatten(0, 1) if inputs is not None and repeated and not planned else inputs,
         labels=torch.tensor([item[1] for item in readable], dtype=torch.int64).repeat_interleave(repeats),
         indices=torch.tensor([item[2] for item in readable], dtype=torch.int64).repeat_interleave(repeats),
         unreadable=[item[2] for item in items if item[0] is None],

@@ -226,6 +226,7 @@ class TrainTransform:
         self.erase = VideoRandomErasing(cfg.random_erasing) if cfg.random_erasing > 0 else None
         self.mean, self.std = cfg.mean, cfg.std
         self.pixels = pixels
+        self.size = cfg.input_size
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         if self.randaugment is not None:

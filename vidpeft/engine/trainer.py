@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..config.run import RunConfig
 from ..data import ClipNormalizer
+from ..data.device_augment import PlannedClip, apply_plans
 from ..model import save_adapter
 from . import distributed as dist
 from .evaluate import evaluate
@@ -151,8 +152,7 @@ class Trainer:
 
     def _forward_backward(self, batch, boundary: bool) -> float:
         empty = batch.inputs is None
-        inputs = self.placeholder_clip() if empty else batch.inputs
-        clips = self.normalizer(inputs.to(self.device, non_blocking=True))
+        clips = self.device_clips(self.placeholder_clip() if empty else batch.inputs)
         targets = batch.labels.to(self.device, non_blocking=True) if not empty else torch.zeros(
             len(clips), dtype=torch.int64, device=self.device)
         if self.mixup is not None and not empty:
@@ -165,6 +165,14 @@ class Trainer:
             scaled = (loss * 0 if empty else loss) / self.accumulation
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         return loss.item()
+
+    def device_clips(self, inputs: torch.Tensor | list[PlannedClip]) -> torch.Tensor:
+        """Normalised clips on the device: uint8 clips normalised there, or decoded frames augmented
+        there by their plans (`data.device_augment`)."""
+        data = self.cfg.data
+        if isinstance(inputs, list):
+            return apply_plans(inputs, data.input_size, data.mean, data.std, self.device)
+        return self.normalizer(inputs.to(self.device, non_blocking=True))
 
     def placeholder_clip(self) -> torch.Tensor:
         """A black clip of the training shape, for a backward of zero (see `step`)."""
