@@ -2,70 +2,107 @@
 # The GPU check: one command on a machine with one CUDA GPU (about 8 minutes), from a checkout
 # installed with `pip install -e ".[test,bench,mmaction]"` (add `torchcodec` for its decoder):
 #
-#   benchmarks/gpu_check.sh [--quick] [OUT_DIR]        (default OUT_DIR: gpu_check)
+#   benchmarks/gpu_check.sh [--quick] [OUT_DIR]        (default OUT_DIR: $OUT/gpu_check if $OUT is set, else gpu_check)
 #
-# Prints, and writes as OUT_DIR/gpu_check.json (with the parts' own outputs beside it):
-#   1. vidpeft-bench: every method on ViT-B 16x224 and Swin-B 8x224, batch 8, bf16, with our
-#      VideoMAE + LoRA against transformers + peft (ratios within the run);
-#   2. the data loader's clips/s per decoder with 0 .. all-core workers, K400- and SSv2-like
-#      videos, against mmaction2's loader, next to the model's training step rate; 2b. one
-#      worker's CPU per clip by stage and per prep encoding (OUT_DIR/clip_cost.json);
-#   3. --compile against eager, the training step of ViT-B 16x224 + LoRA.
-# Every ratio is measured within one run. --quick is the CPU form (micro backbones, tiny
-# videos, the aot_eager compile backend): it checks that every part runs, in a few minutes.
+# Prints, and writes as OUT_DIR/gpu_check.json (each part's JSON and log beside it):
+#   1. vidpeft-bench --one-process: every method on videomae-b 16x224, videoswin-b 8x224 and clip-b16
+#      8x224, batch 4, bf16, all in one process (each backbone's cases alternated round by round):
+#      step ×full, step ×LoRA, MFU, CUDA peak memory per case; our VideoMAE + LoRA and NormTuning
+#      against transformers + peft in the same rounds; then Mona-3D against LoRA the same way;
+#   2. peers.py: ViT-B full step (batch 8) and inference (batch 32) against transformers' VideoMAE,
+#      Swin-B full step against torchvision's swin3d_b, each pair in one process; MFU, peak memory;
+#   3. grid_ops.py: the grid adapters' depthwise convolution in every exact form against Conv3d;
+#   4. the data loader's clips/s per decoder with 0 .. all-core workers, against mmaction2's loader;
+#   5. --compile against eager, the training step of ViT-B 16x224 + LoRA (compile time printed).
+# Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
+# videos and grids, the aot_eager compile backend): it checks that every part runs, in a few minutes.
 set -euo pipefail
 
 QUICK=0
-OUT=gpu_check
+OUT_DIR=${OUT:+$OUT/gpu_check}
+OUT_DIR=${OUT_DIR:-gpu_check}
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-        *) OUT="$arg" ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) OUT_DIR="$arg" ;;
     esac
 done
 PYTHON=${PYTHON:-python}
 HERE=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$OUT"
+mkdir -p "$OUT_DIR"
 
 if [ "$QUICK" = 1 ]; then
-    BENCH=(--quick --backbone videomae-micro --method full lora --repeats 1)
+    BENCH=(--quick --backbone videomae-micro clip-micro --repeats 2)
+    BENCH3D=(--quick --backbone videomae-micro --method lora mona --repeats 2)
+    PEERS=(--quick --rounds 2)
+    GRID=(--quick --rounds 2)
     DATA=(--videos 2 --seconds 1 --kinds k400 --workers 0,all --rounds 1 --batches 1 --batch-size 2 --size 64
           --backbone videomae-micro --method lora --model-steps 1)
     COMPILE=(--quick --steps 1)
 else
-    BENCH=(--batch-size 8)
+    BENCH=(--backbone videomae-b videoswin-b clip-b16 --batch-size 4 --repeats 6)
+    BENCH3D=(--backbone videomae-b videoswin-b clip-b16 --method lora mona --batch-size 4 --repeats 6 --no-peft)
+    PEERS=(--rounds 10)
+    GRID=(--rounds 10)
     DATA=(--videos 24 --workers 0,2,4,8,all --rounds 2 --batches 4 --batch-size 16 --frames 16
           --backbone videomae-b --method lora --model-batch 8 --model-steps 3)
     COMPILE=(--backbone videomae-b --method lora --frames 16 --batch 8 --steps 5)
 fi
 
-echo "== 1/3 vidpeft-bench (bf16) =="
-"$PYTHON" -m vidpeft.cli.bench "${BENCH[@]}" --amp bf16 --out "$OUT/bench"
-echo "== 2/3 data loader =="
-"$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT/data_speed.json"
-# ---- clip cost (issue 23, data): one worker's CPU per clip by stage, per prep encoding ----
-if [ "$QUICK" = 1 ]; then
-    CLIP=(--kinds ssv2 --recipes vpetl --videos 1 --items 2 --batch-size 2)
-else
-    CLIP=(--videos 4 --items 48 --batch-size 16)
-fi
-echo "== 2b/3 clip cost (benchmarks/clip_cost.py) =="
-"$PYTHON" "$HERE/clip_cost.py" "${CLIP[@]}" --json "$OUT/clip_cost.json"
-# ---- end clip cost ----
-echo "== 3/3 --compile =="
-"$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT/compile.json"
+part() {  # part TITLE LOG command...: prints the title, tees the command's output into OUT_DIR/LOG;
+    # a failing part is reported and the next one runs (the summary then names what is missing)
+    local title=$1 log=$2; shift 2
+    echo "== $title =="
+    "$@" 2>&1 | tee "$OUT_DIR/$log" || echo "== $title: exit status $? (see $OUT_DIR/$log) =="
+}
 
-"$PYTHON" - "$OUT" <<'EOF'
+part "1/5 vidpeft-bench, every method, one process (bf16)" bench.log \
+    "$PYTHON" -m vidpeft.cli.bench --one-process "${BENCH[@]}" --amp bf16 --out "$OUT_DIR/bench"
+part "1/5 vidpeft-bench, Mona-3D against LoRA, one process (bf16)" bench_mona3d.log \
+    "$PYTHON" -m vidpeft.cli.bench --one-process "${BENCH3D[@]}" --mona-conv 3d --amp bf16 --out "$OUT_DIR/bench_mona3d"
+part "2/5 peers: transformers VideoMAE, torchvision swin3d_b (bf16)" peers.log \
+    "$PYTHON" "$HERE/peers.py" "${PEERS[@]}" --amp bf16 --json "$OUT_DIR/peers.json"
+part "3/5 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
+    "$PYTHON" "$HERE/grid_ops.py" "${GRID[@]}" --amp bf16 --json "$OUT_DIR/grid_ops.json"
+part "4/5 data loader" data_speed.log \
+    "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT_DIR/data_speed.json"
+part "5/5 --compile" compile.log \
+    "$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT_DIR/compile.json"
+
+"$PYTHON" - "$OUT_DIR" <<'EOF'
 import json, sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
-parts = {name: json.loads((out / path).read_text())
-         for name, path in (("bench", "bench/bench.json"), ("data", "data_speed.json"), ("compile", "compile.json"))}
-summary = {"vs_transformers_peft": parts["bench"]["comparisons"].get("vs_transformers_peft"),
-           "vs_mmaction2": parts["data"].get("vs_mmaction2"), "fastest_decoder": parts["data"].get("fastest_decoder"),
-           "compile_ratio": parts["compile"]["ratio"]}
+files = {"bench": "bench/bench.json", "bench_mona3d": "bench_mona3d/bench.json", "peers": "peers.json",
+         "grid_ops": "grid_ops.json", "data": "data_speed.json", "compile": "compile.json"}
+missing = [name for name, path in files.items() if not (out / path).exists()]
+parts = {name: json.loads((out / path).read_text()) for name, path in files.items() if name not in missing}
+failed = [f"{r['case']['backbone']} {r['case']['method']}: {r['error']}" for name in ("bench", "bench_mona3d")
+          for r in parts.get(name, {}).get("results", []) if "error" in r]
+
+
+def per_case(run, key):
+    return {f"{r['case']['backbone']} {r['case']['method']}": r[key]["step"] for r in run["results"] if key in r
+            and r["case"]["impl"] == "vidpeft"}
+
+
+bench, mona3d = parts.get("bench", {"results": []}), parts.get("bench_mona3d", {"results": []})
+summary = {"missing": missing, "failed": failed,
+           "step_vs_full": per_case(bench, "vs_full"),
+           "step_vs_lora": {**per_case(bench, "vs_lora"),
+                            **{k + "-3d": v for k, v in per_case(mona3d, "vs_lora").items() if k.endswith("mona")}},
+           "mfu": {f"{r['case']['backbone']} {r['case']['method']}": r["mfu"] for r in bench["results"]
+                   if "mfu" in r and r["case"]["impl"] == "vidpeft"},
+           "vs_transformers_peft": bench.get("comparisons", {}).get("vs_transformers_peft"),
+           "peers": {p["kind"]: {k: p.get(k) for k in ("step_ratio", "infer_ratio")}
+                     for p in parts.get("peers", {}).get("pairs", [])},
+           "vs_mmaction2": parts.get("data", {}).get("vs_mmaction2"),
+           "fastest_decoder": parts.get("data", {}).get("fastest_decoder"),
+           "compile_ratio": parts.get("compile", {}).get("ratio")}
 (out / "gpu_check.json").write_text(json.dumps({"summary": summary, **parts}, indent=2))
-print(f"\nwrote {out / 'gpu_check.json'}")
+print(f"\nwrote {out / 'gpu_check.json'}" + "".join(f"\nmissing: {m}" for m in missing)
+      + "".join(f"\nfailed: {f}" for f in failed))
+sys.exit(1 if missing or failed else 0)
 EOF

@@ -143,18 +143,34 @@ def test_unknown_method_is_a_one_line_error(tmp_path):
 
 def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     """benchmarks/gpu_check.sh --quick, the CPU form of the GPU check, as a user runs it: every
-    part measured, and the summary in gpu_check.json holds each part's ratios."""
+    part measured, every method of the bench in one process, each part's log and JSON under the
+    output directory, and the summary in gpu_check.json holding each part's ratios."""
     script = Path(__file__).parents[1] / "benchmarks" / "gpu_check.sh"
     env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(script), "--quick", str(tmp_path / "check")], env=env,
                           capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-2000:]
-    for part in ("== 1/3 vidpeft-bench", "== 2/3 data loader", "== 3/3 --compile", "vidpeft / transformers+peft"):
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for part in ("== 1/5 vidpeft-bench, every method, one process", "== 1/5 vidpeft-bench, Mona-3D", "== 2/5 peers",
+                 "== 3/5 grid adapters", "== 4/5 data loader", "== 5/5 --compile", "vidpeft / transformers+peft",
+                 "videomae-micro: X step / LoRA step: ", "vit inference, batch 4"):
         assert part in done.stdout
-    report = json.loads((tmp_path / "check" / "gpu_check.json").read_text())
+    check = tmp_path / "check"
+    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "data_speed.log", "compile.log"):
+        assert (check / log).stat().st_size > 0
+    report = json.loads((check / "gpu_check.json").read_text())
     summary = report["summary"]
-    [peft] = summary["vs_transformers_peft"]  # the check's bench measures full and LoRA
-    assert peft["method"] == "lora" and peft["step"] > 0 and peft["step_cpu"] > 0 and summary["compile_ratio"] > 0
+    assert summary["missing"] == [] and summary["failed"] == []
+    assert report["bench"]["one_process"] and report["bench"]["amp"] == "bf16"
+    expected = {f"{b} {m}" for b in ("videomae-micro", "clip-micro") for m in REGISTERED.names() if runs_on(b, m)}
+    assert set(summary["step_vs_lora"]) == expected | {"videomae-micro mona-3d"}
+    assert set(summary["mfu"]) == expected and all(0 < v < 1 for v in summary["mfu"].values())
+    assert {c["method"] for c in summary["vs_transformers_peft"]} == set(PEFT_EQUIVALENTS)
+    assert all(c["step"] > 0 and c["step_cpu"] > 0 for c in summary["vs_transformers_peft"])
+    assert summary["peers"]["vit"]["step_ratio"] > 0 and summary["peers"]["vit"]["infer_ratio"] > 0
+    assert summary["peers"]["swin"]["step_ratio"] > 0
+    forms = {r["case"]: r["forms"] for r in report["grid_ops"]["results"]}
+    assert set(forms["st-adapter vit-b"]) == {"conv3d", "conv2d", "shifts"}
+    assert summary["compile_ratio"] > 0
     from vidpeft.engine.precision import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
     assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")
     assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]

@@ -41,7 +41,10 @@ def test_one_process_ratios_are_medians_of_in_round_ratios(one_process_run):
         assert r["peak_mb"] is None and "peak" not in r["vs_full"]  # one CPU process: no per-case memory
     line = next(x for x in stdout.splitlines() if x.startswith("videomae-micro: X step / LoRA step: "))
     for method in ("full", "mona", "st-adapter"):
-        assert f"{method} {results[(method, 'vidpeft')]['vs_lora']['step']:.2f}×" in line
+        ratios = results[(method, "vidpeft")]["vs_lora"]
+        assert f"{method} {ratios['step']:.2f}× (CPU time {ratios['step_cpu']:.2f}×)" in line
+        in_round = [a / b for a, b in zip(results[(method, "vidpeft")]["rounds"]["step_cpu"], lora["rounds"]["step_cpu"])]
+        assert ratios["step_cpu"] == pytest.approx(statistics.median(in_round))
     [peft] = run["comparisons"]["vs_transformers_peft"]  # paired from the same rounds
     theirs = results[("lora", "transformers+peft")]
     assert peft["step"] == pytest.approx(statistics.median(

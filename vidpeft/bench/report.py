@@ -16,12 +16,16 @@ def reference(results: list[dict], backbone: str, method: str = "full") -> dict 
                  and r["case"]["backbone"] == backbone and r["case"]["method"] == method), None)
 
 
+MEDIANS = {"step": ("step", "median_s"), "step_cpu": ("step", "cpu_s"), "infer": ("infer", "median_s")}
+
+
 def time_ratio(r: dict, ref: dict, key: str) -> float:
     """r's time over ref's: the median of in-round ratios when both were alternated in one process
     (`rounds`), else the ratio of their medians."""
     if key in r.get("rounds", {}) and key in ref.get("rounds", {}):
         return statistics.median(a / b for a, b in zip(r["rounds"][key], ref["rounds"][key]))
-    return r[key]["median_s"] / ref[key]["median_s"]
+    name, field = MEDIANS[key]
+    return r[name][field] / ref[name][field]
 
 
 def add_ratios(results: list[dict], matrix_flops: float | None = None) -> None:
@@ -34,7 +38,7 @@ def add_ratios(results: list[dict], matrix_flops: float | None = None) -> None:
             r["mfu"] = r["flops"] / r["step"]["median_s"] / matrix_flops
         lora = reference(results, r["case"]["backbone"], "lora")
         if lora is not None:
-            r["vs_lora"] = {"step": time_ratio(r, lora, "step")}
+            r["vs_lora"] = {"step": time_ratio(r, lora, "step"), "step_cpu": time_ratio(r, lora, "step_cpu")}
         full = reference(results, r["case"]["backbone"])
         if full is None:
             continue
@@ -116,7 +120,8 @@ def markdown(run: dict) -> str:
                   and r["case"]["impl"] == "vidpeft" and r["case"]["method"] != "lora"]
         if versus:
             lines += ["", f"{backbone}: X step / LoRA step: "
-                          + ", ".join(f"{r['case']['method']} {r['vs_lora']['step']:.2f}×" for r in versus)]
+                          + ", ".join(f"{r['case']['method']} {r['vs_lora']['step']:.2f}× "
+                                      f"(CPU time {r['vs_lora']['step_cpu']:.2f}×)" for r in versus)]
     for c in comp["vs_transformers_peft"]:
         lines += ["", f"{c['backbone']} + {c['method']}, vidpeft / transformers+peft: step time {c['step']:.2f}× "
                       f"(CPU time {c['step_cpu']:.2f}×; both in one process, median of {c['rounds']} "

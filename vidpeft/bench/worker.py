@@ -112,6 +112,21 @@ def peft_lora(options: dict):
                       target_modules=[{"q": "query", "k": "key", "v": "value"}[t] for t in ours.targets])
 
 
+def peft_dora(options: dict):
+    """peft DoRA (LoRA with use_dora) on transformers' modules for our targets, same rank, alpha and dropout."""
+    from peft import LoraConfig
+
+    from vidpeft.methods.dora import DoRAConfig
+
+    ours = DoRAConfig(**options)
+    names = {"q": [r"attention\.attention\.query"], "k": [r"attention\.attention\.key"],
+             "v": [r"attention\.attention\.value"], "proj": [r"attention\.output\.dense"],
+             "mlp": [r"intermediate\.dense", r"output\.dense"]}
+    modules = "|".join(name for t in ours.targets for name in names[t])
+    return LoraConfig(r=ours.rank, lora_alpha=ours.alpha, lora_dropout=ours.dropout, use_dora=True,
+                      modules_to_save=["classifier"], target_modules=rf".*encoder\.layer\.\d+\.({modules})")
+
+
 def peft_ln_tuning(options: dict):
     """peft LN tuning of every LayerNorm of transformers' VideoMAE: our NormTuning."""
     from peft import LNTuningConfig
@@ -124,7 +139,7 @@ def peft_ln_tuning(options: dict):
 
 
 # our methods with an equivalent in peft that runs on transformers' VideoMAE: its config from our options
-PEFT_EQUIVALENTS: dict[str, Callable[[dict], object]] = {"lora": peft_lora, "norm": peft_ln_tuning}
+PEFT_EQUIVALENTS: dict[str, Callable[[dict], object]] = {"lora": peft_lora, "dora": peft_dora, "norm": peft_ln_tuning}
 
 
 class SavedTensors:
@@ -246,7 +261,14 @@ def measure_together(cases: list[Case]) -> list[dict]:
     measured on CPU (one process: its resident set is every case's)."""
     results: list[dict] = []
     for backbone in dict.fromkeys(c.backbone for c in cases):
-        group = [prepare(c) for c in cases if c.backbone == backbone]
+        group = []
+        for case in (c for c in cases if c.backbone == backbone):
+            try:
+                group.append(prepare(case))
+            except Exception as error:  # noqa: BLE001 - recorded; the other cases still run
+                results.append({"case": case.__dict__, "error": f"{type(error).__name__}: {error}".splitlines()[0]})
+        if not group:
+            continue
         repeats = group[0].case.repeats
         steps = alternated_all([p.step for p in group], repeats)
         for p in group:
