@@ -29,6 +29,7 @@ def one_process_run(tmp_path_factory):
 def test_one_process_ratios_are_medians_of_in_round_ratios(one_process_run):
     stdout, run = one_process_run
     assert run["one_process"] and "every case in one process" in stdout
+    assert "times are medians of 3 after 2 warm-up" in stdout  # the first step, then an untimed round
     results = {(r["case"]["method"], r["case"]["impl"]): r for r in run["results"]}
     assert set(results) == {(m, "vidpeft") for m in METHODS} | {("lora", "transformers+peft")}
     lora, full = results[("lora", "vidpeft")], results[("full", "vidpeft")]

@@ -89,7 +89,7 @@ def markdown(run: dict) -> str:
         "",
         "input " + "; ".join(f"{b} {shape}" for b, shape in run["input"].items()) + f", {run['device']}, {run['threads']} threads, torch {run['torch']}, "
         f"load average {run['load_before'][0]:.2f} before / {run['load_after'][0]:.2f} after "
-        f"({run['cpus']} CPUs); {run.get('amp') or 'fp32'}; times are medians of {run['repeats']} after {1 + run['warmup']} warm-up; "
+        f"({run['cpus']} CPUs); {run.get('amp') or 'fp32'}; times are medians of {run['repeats']} after {1 + run['warmup'] + bool(run.get('one_process'))} warm-up; "
         f"peak = {run['memory']}; ×full, ×LoRA = ratio to full fine-tuning, to LoRA in this run"
         + ("; every case in one process, alternated rounds, median of in-round ratios" if run.get("one_process") else "")
         + (f"; MFU = counted FLOPs of a step / step time / {run['matrix_flops'] / 1e12:.2f} TFLOP/s "

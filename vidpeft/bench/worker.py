@@ -255,7 +255,7 @@ def measure(case: Case) -> dict:
 def measure_together(cases: list[Case]) -> list[dict]:
     """Every case in this one process, a backbone at a time: all its cases built and resident, then
     their training steps alternated round by round (the order reversed every round), then their
-    inference the same way; each case's per-round times go in `rounds`, so a ratio between two
+    inference the same way (the first round untimed); each case's per-round times go in `rounds`, so a ratio between two
     cases is the median of in-round ratios (report.add_ratios). The transformers+peft cases get
     their `paired` comparison from the same rounds. Memory is per case on CUDA (what it added), not
     measured on CPU (one process: its resident set is every case's)."""
@@ -265,6 +265,8 @@ def measure_together(cases: list[Case]) -> list[dict]:
         for case in (c for c in cases if c.backbone == backbone):
             try:
                 group.append(prepare(case))
+                for _ in range(case.warmup):
+                    group[-1].step()
             except Exception as error:  # noqa: BLE001 - recorded; the other cases still run
                 results.append({"case": case.__dict__, "error": f"{type(error).__name__}: {error}".splitlines()[0]})
         if not group:
