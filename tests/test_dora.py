@@ -146,7 +146,7 @@ def test_load_pretrained_restarts_the_magnitude_so_step_0_is_the_backbone(hf):
         torch.testing.assert_close(model(x), plain(x), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("backbone", ["videomae-micro", "videoswin-micro", "clip-micro"])
+@pytest.mark.parametrize("backbone", ["videomae-micro", "videoswin-micro", "clip-micro", "videoprism-micro"])
 def test_merge_keeps_the_logits_and_unmerge_restores_the_weights(backbone):
     model = vidpeft.build_model(backbone, "dora", NUM_CLASSES, targets=ALL, seed=0).eval()
     g = torch.Generator().manual_seed(3)
