@@ -114,3 +114,27 @@ def test_full_sizes_match_transformers(size, hf, published, capsys):
     assert abs(count - published) / published < 0.01
     info = backbone_info(f"videoprism-{size}")
     assert (info.input_size, info.frames, info.mean, info.std) == (288, hf.get("num_frames", 16), (0, 0, 0), (1, 1, 1))
+
+
+def test_both_stages_see_the_same_token_grid():
+    """Grid position (t, h, w) holds that token in both stages (what ST-Adapter, Mona and the probe read):
+    the first spatial block's grid is the patch embedding plus the spatial table; the first temporal
+    block's grid is the spatial stage's output grid, normalised, plus the temporal table of frame t."""
+    model = build_backbone("videoprism-micro", 3).eval()
+    spatial, temporal = model.spatial_blocks, model.temporal_blocks
+    seen = {}
+    spatial[0].register_forward_pre_hook(lambda m, args: seen.setdefault("spatial_in", args[0]))
+    spatial[-1].register_forward_hook(lambda m, args, out: seen.setdefault("spatial_out", out))
+    temporal[0].register_forward_pre_hook(lambda m, args: seen.setdefault("temporal_in", args[0]))
+    x = clip((2, 3, 4, 48, 80), seed=5)
+    with torch.no_grad():
+        model(x)
+        c, t, h, w = 64, 4, 3, 5
+        embedded = model.patch_embed(x) + model.spatial_table(h, w).transpose(1, 2).reshape(1, c, 1, h, w)
+        first, _ = spatial[0].token_layout.to_grid(seen["spatial_in"])
+        torch.testing.assert_close(first, embedded, rtol=0, atol=1e-6)
+        out, _ = spatial[-1].token_layout.to_grid(seen["spatial_out"])
+        expected = model.spatial_norm(out.movedim(1, -1)) + model.temporal_table(t)[0][:, None, None]
+        got, kept = temporal[0].token_layout.to_grid(seen["temporal_in"])
+        assert got.shape == (2, c, t, h, w) and kept.shape[1] == 0
+        torch.testing.assert_close(got, expected.movedim(-1, 1), rtol=0, atol=1e-6)
