@@ -3,7 +3,7 @@ validated once, passed down as typed sections, written to WORK_DIR/config.yaml a
 
 config.yaml layout: `data:`, `test:`, `train:` (the sections), `model:` (backbone, method, options,
 pretrained, backbone_options), the run's paths and switches, and `resolved:` (what the run derived:
-world size, accumulation, lr, precision)."""
+world size, accumulation, lr, precision, loader workers)."""
 from __future__ import annotations
 
 import copy
@@ -45,6 +45,7 @@ class Resolved:
     effective_batch_size: int
     lr: float
     precision: str
+    num_workers: int | None = None  # the training loader's workers (data.num_workers auto resolved); None: not recorded
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The `data:` and `test:` sections of a run (how clips are read, sampled, augmented, viewed) as a dataclass."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
@@ -12,6 +13,9 @@ from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugme
 
 # `test:` keys of a recipe -> DataConfig fields
 TEST_KEYS = {"clips": "test_clips", "crops": "test_crops", "temporal": "test_temporal"}
+# data.num_workers auto: at most this many loader workers per training process, the most measured
+# (the GPU machine's 16 cores, README "Decoders and loader speed")
+MAX_AUTO_WORKERS = 16
 
 
 def config_key(name: str) -> str:
@@ -51,7 +55,9 @@ class DataConfig:
     std: tuple[float, float, float] = option(IMAGENET_STD, "input std (R, G, B) of the pretrained weights")
     decoder: str = option("pyav", "video decoder: pyav (default; the fastest in benchmarks/data_speed.py), decord "
                           "or torchcodec (optional extra)", "--decoder", view=True)
-    num_workers: int = option(2, "data loader worker processes", "--num-workers")
+    num_workers: int | None = option(None, "data loader worker processes; auto (unset): the CPU cores this process "
+                                     "may run on / the training processes on this machine (LOCAL_WORLD_SIZE), "
+                                     f"at least 1, at most {MAX_AUTO_WORKERS}", "--num-workers")
     test_clips: int = option(4, "temporal clips per test video", "--clips", view=True)
     test_crops: int = option(3, "spatial crops per test clip (1 = centre, 3 = left/centre/right)", "--crops", view=True)
     test_temporal: str = option("centred", "where the test clips sit: videomae (first to last frame, VideoMAE / "
@@ -60,6 +66,8 @@ class DataConfig:
     dataset: str | None = option(None, "e.g. ssv2: some datasets forbid some augmentations")
 
     def __post_init__(self) -> None:
+        if self.num_workers == "auto":
+            object.__setattr__(self, "num_workers", None)
         coerce_fields(self, "data")
         for name in ("scales", "rrc_scale", "rrc_ratio", "mean", "std"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
@@ -72,7 +80,8 @@ class DataConfig:
                     f"{value!r}; must be one of {', '.join(str(a) for a in allowed)}")
         for name in ("frames", "stride", "input_size", "test_clips", "test_crops", "repeated_aug"):
             require(config_key(name), getattr(self, name) >= 1, f"{getattr(self, name)}; must be at least 1")
-        require("data.num_workers", self.num_workers >= 0, f"{self.num_workers}; must be >= 0")
+        require("data.num_workers", self.num_workers is None or self.num_workers >= 0,
+                f"{self.num_workers}; must be >= 0 or auto")
         require("data.random_erasing", 0.0 <= self.random_erasing <= 1.0,
                 f"{self.random_erasing}; a probability, between 0 and 1")
         require("data.mean", len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (R, G, B)")
@@ -109,5 +118,17 @@ class DataConfig:
     def sections(self) -> dict[str, dict[str, Any]]:
         """The `data:` and `test:` sections as config.yaml holds them (from_recipe's inverse)."""
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        values["num_workers"] = "auto" if self.num_workers is None else self.num_workers
         return {"data": {k: v for k, v in values.items() if not k.startswith("test_")},
                 "test": {key: values[name] for key, name in TEST_KEYS.items()}}
+
+
+def resolve_num_workers(num_workers: int | None) -> int:
+    """Loader workers of this process: `num_workers` when set; auto (None): the CPU cores this process may
+    run on, shared among the training processes of this machine (torchrun's LOCAL_WORLD_SIZE), at least 1
+    and at most MAX_AUTO_WORKERS (one worker's clips scale with workers up to the cores, data_speed.py)."""
+    if num_workers is not None:
+        return num_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(MAX_AUTO_WORKERS, cores // processes))

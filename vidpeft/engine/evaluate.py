@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.config import resolve_num_workers
 from ..data.dataset import worker_init
 from ..fileio import write_atomic
 from . import distributed as dist
@@ -24,7 +25,7 @@ def video_probabilities(model, views: torch.Tensor, device, amp_context, views_p
 
 
 @torch.no_grad()
-def evaluate(model, dataset, device, amp_context, views_per_batch: int = 8, num_workers: int = 0,
+def evaluate(model, dataset, device, amp_context, views_per_batch: int = 8, num_workers: int | None = 0,
              show_progress: bool = True) -> dict:
     """top1/top5/mean class accuracy (in %) over the readable videos; unreadable ones listed by path.
 
@@ -35,6 +36,7 @@ def evaluate(model, dataset, device, amp_context, views_per_batch: int = 8, num_
 
     model.eval()
     share = list(range(dist.rank(), len(dataset), dist.world_size()))
+    num_workers = resolve_num_workers(num_workers)  # None: auto
     loader = DataLoader(torch.utils.data.Subset(dataset, share), batch_size=None, shuffle=False,
                         num_workers=num_workers, worker_init_fn=worker_init if num_workers else None)
     scored, unreadable = [], []

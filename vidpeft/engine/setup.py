@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..config.run import Resolved, RunConfig
 from ..data import VideoDataset, VideoMixup, build_loader, read_annotations
 from ..data.annotations import Sample
-from ..data.config import DataConfig
+from ..data.config import DataConfig, resolve_num_workers
 from ..errors import UserError
 from ..labels import read_label_file
 from ..model import build_model, compile_model, load_pretrained
@@ -135,8 +135,8 @@ def build_loaders(cfg: RunConfig, lists: RunLists) -> Loaders:
     drop_last = len(train_set) >= batch * dist.world_size()
     sampler = (DistributedSampler(train_set, shuffle=True, seed=seed, drop_last=drop_last)
                if dist.is_distributed() else None)
-    loader = build_loader(train_set, batch, shuffle=True, num_workers=cfg.data.num_workers, sampler=sampler,
-                          seed=seed, drop_last=drop_last)
+    loader = build_loader(train_set, batch, shuffle=True, num_workers=resolve_num_workers(cfg.data.num_workers),
+                          sampler=sampler, seed=seed, drop_last=drop_last)
     return Loaders(loader, val_set, batch, accumulation, max(1, len(loader) // accumulation))
 
 
@@ -154,5 +154,6 @@ def build_optimisation(cfg: RunConfig, model: nn.Module, loaders: Loaders, num_c
                         switch_prob=train.mixup_switch_prob, label_smoothing=train.label_smoothing,
                         num_classes=num_classes) if train.mixup > 0 or train.cutmix > 0 else None)
     resolved = Resolved(world_size=dist.world_size(), batch_size=loaders.batch_size, accumulation=loaders.accumulation,
-                        effective_batch_size=effective_batch, lr=lr, precision=precision_name(amp_context))
+                        effective_batch_size=effective_batch, lr=lr, precision=precision_name(amp_context),
+                        num_workers=loaders.train.num_workers)
     return Optimisation(optimizer, scheduler, amp_context, scaler, mixup), resolved

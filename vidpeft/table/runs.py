@@ -12,7 +12,7 @@ SWEEP_STATUS = "sweep.json"
 # config.yaml keys in which runs averaged in one cell may differ: the seed, and what does not change what
 # a run learns or where it was written (decoders give the same frames; results are worker-count independent)
 POOLED_KEYS = {"train.seed", "work_dir", "resume", "overwrite", "tensorboard", "data.num_workers", "data.decoder",
-               "train.compile", "train.compile_backend", "resolved.world_size"}
+               "train.compile", "train.compile_backend", "resolved.world_size", "resolved.num_workers"}
 
 
 @dataclass(frozen=True)
