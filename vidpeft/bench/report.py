@@ -93,7 +93,7 @@ def markdown(run: dict) -> str:
         f"peak = {run['memory']}; ×full, ×LoRA = ratio to full fine-tuning, to LoRA in this run"
         + ("; every case in one process, alternated rounds, median of in-round ratios" if run.get("one_process") else "")
         + (f"; MFU = counted FLOPs of a step / step time / {run['matrix_flops'] / 1e12:.2f} TFLOP/s "
-           f"({run['matrix_dtype']} matrix product measured here)" if run.get("matrix_flops") else ""),
+           f"({run['matrix_dtype']} matrix product measured here, the better of before and after the run)" if run.get("matrix_flops") else ""),
         "",
         *markdown_table(["backbone", "method", "trainable", "adapter", "built MB", "peak MB", "training adds MB",
                          "saved act. MB", "step s", "infer s", "peak ×full", "step ×full", "infer ×full",

@@ -53,7 +53,7 @@ def run(cases: list[Case], command: str, timeout: float | None = None, together:
     first = cases[0]
     load_before = load_average()
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(first.amp, torch.float32)
-    rate = matrix_rate(torch.device(first.device), amp)
+    rates = [matrix_rate(torch.device(first.device), amp)]
     results = together_run(cases, timeout) if together else []
     for i, case in enumerate([] if together else cases, 1):
         name = f"{case.backbone} {case.method}" + (f" ({case.impl})" if case.impl != "vidpeft" else "")
@@ -64,6 +64,8 @@ def run(cases: list[Case], command: str, timeout: float | None = None, together:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             print(f"  failed: {message}", file=sys.stderr, flush=True)
             results.append({"case": asdict(case), "error": message})
+    # the device's rate: the better of before and after (on a shared CPU, load only ever lowers it)
+    rate = max(rates + [matrix_rate(torch.device(first.device), amp)])
     report.add_ratios(results, rate)
     return {
         "command": command, "input": {c.backbone: input_shape(c) for c in cases},
