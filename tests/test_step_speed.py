@@ -18,5 +18,6 @@ def test_residual_stream_is_contiguous_into_every_block(name):
         model = build_backbone(name, 3).train()
         for block in blocks(model):
             block.register_forward_pre_hook(lambda _, args: layouts.append(args[0].is_contiguous()))
-        model(torch.empty(1, 3, backbone_info(name).frames, 224, 224))
+        info = backbone_info(name)
+        model(torch.empty(1, 3, info.frames, info.input_size, info.input_size))
     assert layouts and all(layouts), layouts

@@ -176,7 +176,9 @@ class VideoPrism(VideoClassifier):
         x = self.patch_embed(x)
         b, c, t, h, w = x.shape
         self.token_grid = self.token_layout.grid = self.temporal_layout.grid = (t, h, w)
-        x = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c) + self.spatial_table(h, w).to(x.dtype)
+        # token-major streams for both stages (tests/test_step_speed.py): a copy, except for a clip of one
+        # where the reshapes below are views with the channel-major strides of the convolution
+        x = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c).contiguous() + self.spatial_table(h, w).to(x.dtype)
         self.num_prefix_tokens = 0
         if self.extra_tokens is not None:
             extra = self.extra_tokens(x).to(x.dtype)
@@ -184,7 +186,8 @@ class VideoPrism(VideoClassifier):
             self.num_prefix_tokens = extra.shape[1]
         x = run_blocks(self.spatial_blocks, x, self.grad_checkpointing)
         x = self.spatial_norm(x[:, self.num_prefix_tokens:])
-        x = x.view(b, t, h * w, c).transpose(1, 2).reshape(b * h * w, t, c) + self.temporal_table(t).to(x.dtype)
+        x = x.view(b, t, h * w, c).transpose(1, 2).reshape(b * h * w, t, c).contiguous()
+        x = x + self.temporal_table(t).to(x.dtype)
         x = self.norm(run_blocks(self.temporal_blocks, x, self.grad_checkpointing))
         return x.view(b, h * w * t, c).mean(1)
 
