@@ -1,7 +1,8 @@
 """VideoPrism: equal to transformers' VideoPrismVisionModel on the same weights, read from transformers'
 files (a save_pretrained directory, a pytorch_model.bin directory, the state dict of a
-VideoPrismForVideoClassification and of a VideoPrismClipModel, the LvT video-text model), at the configured grid and at another one (transformers' interpolate_pos_encoding=True);
-the full sizes against transformers' parameter counts and the release's."""
+VideoPrismForVideoClassification and of a VideoPrismClipModel, the LvT video-text model), at the
+configured grid and at another one (transformers' interpolate_pos_encoding=True); the full sizes
+against transformers' parameter counts and the release's."""
 from __future__ import annotations
 
 import pytest

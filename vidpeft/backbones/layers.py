@@ -98,6 +98,28 @@ class TransformerBlock(nn.Module):
         return self.post_mlp(x + self.drop_path(self.mlp(self.norm2(x))))
 
 
+class FusedQKVAttention(nn.Module):
+    """Multi-head attention parts with one fused `qkv` Linear: the `kv_prefix` slot, `project` and
+    `project_kv`; subclasses define `forward`."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.kv_prefix: nn.Module | None = None
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim)."""
+        n, length, _ = x.shape
+        return self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""
+        return self.project(tokens)[1:]
+
+
 def prefix_kv(
     kv_prefix: nn.Module | None, rows: int, k: torch.Tensor, v: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -181,6 +203,15 @@ class VideoClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_norm(self.head_drop(self.forward_features(x))))
+
+    def prepend_extra_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (N, L, C) with the extra-token slot's tokens (prompts) first, counted in `num_prefix_tokens`."""
+        self.num_prefix_tokens = 0
+        if self.extra_tokens is None:
+            return x
+        extra = self.extra_tokens(x).to(x.dtype)
+        self.num_prefix_tokens = extra.shape[1]
+        return torch.cat((extra.expand(x.shape[0], -1, -1), x), dim=1)
 
     def reset_classifier(self, num_classes: int) -> None:
         self.head = nn.Linear(self.num_features, num_classes).to(self.head.weight)

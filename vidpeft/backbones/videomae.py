@@ -136,11 +136,7 @@ class VideoMAE(VideoClassifier):
         # (x first kept the convolution's channel-major layout through every block: strided residual
         # adds and a copy before every LayerNorm)
         x = self.position_table(x.shape[1], x) + x
-        self.num_prefix_tokens = 0
-        if self.extra_tokens is not None:
-            extra = self.extra_tokens(x).to(x.dtype)
-            x = torch.cat((extra.expand(x.shape[0], -1, -1), x), dim=1)
-            self.num_prefix_tokens = extra.shape[1]
+        x = self.prepend_extra_tokens(x)
         x = run_blocks(self.blocks, x, self.grad_checkpointing)
         return self.fc_norm(x[:, self.num_prefix_tokens:].mean(1))
 

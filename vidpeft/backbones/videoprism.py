@@ -26,8 +26,8 @@ from torch import nn
 from vidpeft.backbones.base import BackboneInfo, register_backbone
 from vidpeft.backbones.formats import Format, StateDict, fuse_qkv, has, rename, same
 from vidpeft.backbones.layers import (
-    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks,
-    size_factory, stochastic_depth_rates,
+    FusedQKVAttention, TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv,
+    run_blocks, size_factory, stochastic_depth_rates,
 )
 from vidpeft.backbones.videomae import PatchEmbed
 
@@ -52,26 +52,12 @@ class PositionsInBatch(TokenLayout):
         return torch.cat((extra, x), dim=1) if extra is not None and extra.shape[1] else x
 
 
-class CappedAttention(nn.Module):
+class CappedAttention(FusedQKVAttention):
     """Fused-qkv attention with soft-capped logits: softmax(cap·tanh(q kᵀ/√d / cap)) v."""
 
     def __init__(self, dim: int, num_heads: int, logit_cap: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        super().__init__(dim, num_heads)
         self.logit_cap = logit_cap
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-        self.kv_prefix: nn.Module | None = None
-
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim)."""
-        n, length, _ = x.shape
-        return self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-
-    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of extra tokens (n, L, C) through this attention's qkv (prompt methods)."""
-        return self.project(tokens)[1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, c = x.shape
@@ -179,11 +165,7 @@ class VideoPrism(VideoClassifier):
         # token-major streams for both stages (tests/test_step_speed.py): a copy, except for a clip of one
         # where the reshapes below are views with the channel-major strides of the convolution
         x = x.permute(0, 2, 3, 4, 1).reshape(b * t, h * w, c).contiguous() + self.spatial_table(h, w).to(x.dtype)
-        self.num_prefix_tokens = 0
-        if self.extra_tokens is not None:
-            extra = self.extra_tokens(x).to(x.dtype)
-            x = torch.cat((extra.expand(x.shape[0], -1, -1), x), dim=1)
-            self.num_prefix_tokens = extra.shape[1]
+        x = self.prepend_extra_tokens(x)
         x = run_blocks(self.spatial_blocks, x, self.grad_checkpointing)
         x = self.spatial_norm(x[:, self.num_prefix_tokens:])
         x = x.view(b, t, h * w, c).transpose(1, 2).reshape(b * h * w, t, c).contiguous()

@@ -23,8 +23,8 @@ from torch import nn
 from vidpeft.backbones.base import BackboneInfo, register_backbone
 from vidpeft.backbones.formats import Format, StateDict, both, fuse_qkv, has, lacks, rename
 from vidpeft.backbones.layers import (
-    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, run_blocks,
-    size_factory, stochastic_depth_rates,
+    FusedQKVAttention, TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv,
+    run_blocks, size_factory, stochastic_depth_rates,
 )
 from vidpeft.backbones.videomae import PatchEmbed
 
@@ -49,26 +49,13 @@ def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((-x2, x1), dim=-1).flatten(-2)
 
 
-class RopeAttention(nn.Module):
-    """Fused-qkv attention whose queries and keys of the patch tokens are rotated by their grid position."""
+class RopeAttention(FusedQKVAttention):
+    """Fused-qkv attention whose queries and keys of the patch tokens are rotated by their grid position
+    (`project` gives them before the rotation; extra tokens, through `project_kv`, have no position)."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.kv_prefix: nn.Module | None = None
+        super().__init__(dim, num_heads, qkv_bias)
         self.token_layout: TokenLayout | None = None  # set by the backbone: the grid of this forward
-
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), before the rotation."""
-        n, length, _ = x.shape
-        return self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-
-    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of extra tokens (n, L, C) through this attention's qkv (no position: no rotation)."""
-        return self.project(tokens)[1:]
 
     def rotate(self, x: torch.Tensor) -> torch.Tensor:
         """The rotation of the patch tokens (the last T·H·W of the sequence); extra tokens first are kept."""
@@ -138,11 +125,7 @@ class VJEPA2(VideoClassifier):
         x = self.patch_embed(x)
         self.token_grid = self.token_layout.grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2).contiguous()  # a token-major stream (tests/test_step_speed.py)
-        self.num_prefix_tokens = 0
-        if self.extra_tokens is not None:
-            extra = self.extra_tokens(x).to(x.dtype)
-            x = torch.cat((extra.expand(x.shape[0], -1, -1), x), dim=1)
-            self.num_prefix_tokens = extra.shape[1]
+        x = self.prepend_extra_tokens(x)
         x = self.norm(run_blocks(self.blocks, x, self.grad_checkpointing))
         return x[:, self.num_prefix_tokens:].mean(1)
 
