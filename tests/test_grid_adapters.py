@@ -71,6 +71,27 @@ def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradient
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_depthwise_conv_under_bf16_autocast_matches_conv2d_autocast():
+    """The CPU weight-gradient path (DepthwiseConv2dCPU) in autocast's type, against plain conv2d's autograd."""
+    from vidpeft.methods.grid_conv import conv2d_depthwise
+
+    generator = torch.Generator().manual_seed(8)
+    x = torch.randn(3, C, H, W, generator=generator).to(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(C, 1, 5, 3, generator=generator, requires_grad=True)
+    bias = torch.randn(C, generator=generator, requires_grad=True)
+    seed = torch.randn(3, C, H, W, generator=generator)
+    grads = []
+    for conv in (lambda: conv2d_depthwise(x, weight, bias, (2, 1)),
+                 lambda: F.conv2d(x, weight, bias, padding=(2, 1), groups=C)):
+        with torch.autocast("cpu", torch.bfloat16):
+            out = conv()
+        assert out.dtype == torch.bfloat16
+        grads.append(torch.autograd.grad((out.float() * seed).sum(), (x, weight, bias)))
+    for ours, theirs in zip(*grads):
+        assert ours.dtype == theirs.dtype
+        torch.testing.assert_close(ours, theirs, rtol=2e-2, atol=5e-2)
+
+
 @pytest.mark.parametrize("case", range(2), ids=["vit", "swin"])
 def test_st_adapter_mixes_each_position_with_itself_in_neighbouring_frames_only(case):
     layout, stream, grid, extra = layouts()[case]

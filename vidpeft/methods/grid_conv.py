@@ -41,12 +41,54 @@ def depthwise_conv(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
             products[kt // 2] = centre
             return add_shifted(centre, products)
         plane = grid.reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # (B, C, T, H·W), channels-last: a view
-        out = F.conv2d(plane, weight[..., 0], bias, padding=(kt // 2, 0), groups=c)
+        out = conv2d_depthwise(plane, weight[..., 0], bias, (kt // 2, 0))
         return out.permute(0, 2, 3, 1).reshape(b, t, h, w, c)
     frames = grid.reshape(b * t, h, w, c).permute(0, 3, 1, 2)  # every frame, channels-last: a view
-    taps = [F.conv2d(frames, weight[:, :, i], bias if i == kt // 2 else None, padding=(kh // 2, kw // 2), groups=c)
+    taps = [conv2d_depthwise(frames, weight[:, :, i], bias if i == kt // 2 else None, (kh // 2, kw // 2))
             .permute(0, 2, 3, 1).reshape(b, t, h, w, c) for i in range(kt)]
     return add_shifted(taps[kt // 2], taps)
+
+
+def conv2d_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     padding: tuple[int, int]) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, padding=padding, groups=C); on CPU with the weight gradient of
+    DepthwiseConv2dCPU."""
+    if x.device.type == "cpu":
+        return DepthwiseConv2dCPU.apply(x, weight, bias, padding)
+    return F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])
+
+
+class DepthwiseConv2dCPU(torch.autograd.Function):
+    """A depthwise conv2d whose weight gradient is itself a depthwise convolution: every (sample,
+    channel) its own group, the zero-padded input convolved with that channel's output gradient as
+    the kernel, summed over samples. oneDNN's depthwise weight-gradient kernel measured 3-6x slower
+    than this on CPU (Mona's 7x7 filters; benchmarks/grid_ops.py); the input gradient is oneDNN's."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.bias_dtype = padding, None if bias is None else bias.dtype
+        return F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        n, c, h, w = x.shape
+        (ph, pw), kernel = ctx.padding, weight.shape[2:]
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x.to(grad.dtype), weight.to(grad.dtype), None, (1, 1), (ph, pw), (1, 1), False, (0, 0), c,
+                (True, False, False))[0].to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            padded = F.pad(x.to(grad.dtype), (pw, pw, ph, ph)).contiguous().view(1, n * c, h + 2 * ph, w + 2 * pw)
+            per_sample = F.conv2d(padded, grad.contiguous().view(n * c, 1, *grad.shape[2:]), groups=n * c)
+            grad_weight = per_sample.view(n, c, *kernel).sum(0).unsqueeze(1).to(weight.dtype)
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum((0, 2, 3)).to(ctx.bias_dtype)
+        return grad_x, grad_weight, grad_bias, None
 
 
 def add_shifted(out: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
