@@ -2,7 +2,7 @@
 
 `F.conv3d(grid.movedim(-1, 1), weight, bias, padding=k // 2, groups=C).movedim(1, -1)` is what the
 grid adapters compute, but depthwise Conv3d has no fast kernel (cuDNN has no depthwise 3-D path,
-so CUDA falls back to a naive one; on CPU it measured 2-3x slower than the forms here) and the
+so CUDA falls back to a naive one; on CPU it measured 2-20x slower than the forms here) and the
 (B, C, T, H, W) layout costs permute copies. The same sum is taken here with 2-D convolutions on
 channels-last views (no copy in or out), whose depthwise kernels both devices have:
 
@@ -10,7 +10,8 @@ channels-last views (no copy in or out), whose depthwise kernels both devices ha
   ("conv2d"), or on CUDA the sum of kt time-shifted slices times per-channel taps ("shifts": a
   few memory-bound elementwise kernels, no cuDNN algorithm choice to go wrong);
 - a spatial or spatio-temporal kernel (kt, kh, kw): one depthwise conv2d per temporal tap over
-  every frame at once, the taps' outputs added with their time shifts.
+  every frame at once, the taps' outputs added with their time shifts; on CPU its weight gradient
+  is a depthwise convolution too (DepthwiseConv2dCPU).
 
 benchmarks/grid_ops.py times every form against Conv3d on the device at hand.
 """
@@ -41,7 +42,7 @@ def depthwise_conv(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
             products[kt // 2] = centre
             return add_shifted(centre, products)
         plane = grid.reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # (B, C, T, H·W), channels-last: a view
-        out = conv2d_depthwise(plane, weight[..., 0], bias, (kt // 2, 0))
+        out = F.conv2d(plane, weight[..., 0], bias, padding=(kt // 2, 0), groups=c)
         return out.permute(0, 2, 3, 1).reshape(b, t, h, w, c)
     frames = grid.reshape(b * t, h, w, c).permute(0, 3, 1, 2)  # every frame, channels-last: a view
     taps = [conv2d_depthwise(frames, weight[:, :, i], bias if i == kt // 2 else None, (kh // 2, kw // 2))
@@ -51,8 +52,9 @@ def depthwise_conv(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 def conv2d_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                      padding: tuple[int, int]) -> torch.Tensor:
-    """F.conv2d(x, weight, bias, padding=padding, groups=C); on CPU with the weight gradient of
-    DepthwiseConv2dCPU."""
+    """F.conv2d(x, weight, bias, padding=padding, groups=C) for frame-sized grids; on CPU with the
+    weight gradient of DepthwiseConv2dCPU (not for the temporal form: its output gradient spans the
+    whole (T, H·W) plane, a kernel that large oneDNN convolves slowly)."""
     if x.device.type == "cpu":
         return DepthwiseConv2dCPU.apply(x, weight, bias, padding)
     return F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])
