@@ -16,7 +16,12 @@ Three tables:
   one worker (hand-over), for each recipe and kind, on each encoding;
 - `--against REV` (a git revision): one worker's clips per CPU-second, this checkout's prep output
   and loader against REV's prep output and loader (its vidpeft, extracted with git archive, run in
-  a child process), alternating in every round; the ratio is the median of in-round ratios.
+  a child process), alternating in every round; the ratio is the median of in-round ratios;
+- `--decoders pyav,decord` (and `--decord2-site DIR`): one worker's clips per CPU-second of each
+  decoder on this vidpeft's prep output, each in a child process, alternating in every round; the
+  ratio to the first is the median of in-round ratios. decord2 installs as the module `decord`, so
+  it cannot sit beside decord: `pip install --no-deps --target DIR decord2` puts it in DIR, and its
+  column runs decoder `decord` with DIR first on the child's path (checked: its decord came from DIR).
 One worker's work is measured in one process on one thread: items of the training VideoDataset
 (vidpeft-train's uint8 hand-over), collated in batches; repeated augmentation counts every clip.
 """
@@ -80,30 +85,25 @@ def prepare(raw: list[Path], out: Path, kind: str, encoding: str | None) -> list
 
 
 def worker_cost(paths: list[str], recipe: str, kind: str, items: int, batch_size: int,
-                stages: bool = False) -> dict:
+                stages: bool = False, decoder: str = "pyav") -> dict:
     """One worker's clips per CPU-second (and with `stages`, CPU ms per clip of each stage)."""
     from contextlib import nullcontext
 
-    from vidpeft.data import Sample, VideoDataset, collate
+    from vidpeft.data import Sample, VideoDataset
 
-    torch.set_num_threads(1)
-    cfg = _data_config(recipe, kind)
+    cfg = _data_config(recipe, kind, decoder)
     dataset = VideoDataset([Sample(Path(p), 0) for p in paths], "train", cfg, pixels=True)
-    keys = [(1, i % len(paths)) for i in range(items)]
-    batches = []
     if stages:
         from vidpeft.data.stages import timing
-    clips, times = 0, None
     with timing() if stages else nullcontext() as times:
-        start = time.process_time()
-        for first in range(0, items, batch_size):
-            batch = collate([dataset[key] for key in keys[first:first + batch_size]], repeated=cfg.repeated_aug > 1)
-            clips += len(batch.indices)
-            batches.append(batch)
-        cpu = time.process_time() - start
+        rate, clips, batches = one_worker(dataset, items, batch_size)
     import vidpeft
 
-    result = {"clips_per_cpu_s": clips / cpu, "clips": clips, "vidpeft": vidpeft.__file__}
+    result = {"clips_per_cpu_s": rate, "clips": clips, "vidpeft": vidpeft.__file__}
+    if decoder == "decord":  # which decord (decord or decord2, both import as decord)
+        import decord
+
+        result["decord"] = decord.__file__
     if times is not None:
         result["ms_per_clip"] = {stage: 1e3 * s / clips for stage, s in times.seconds.items()}
     if getattr(cfg, "device_augment", False):
@@ -111,21 +111,41 @@ def worker_cost(paths: list[str], recipe: str, kind: str, items: int, batch_size
     return result
 
 
-def _data_config(recipe: str, kind: str):
+def one_worker(dataset, items: int, batch_size: int) -> tuple[float, int, list]:
+    """A loader worker's work, here on one thread: `items` training items of `dataset` (epoch 1, its
+    videos in turn) collated by `batch_size`. Returns clips per CPU-second, clips (repeated
+    augmentation counts every clip) and the batches."""
+    from vidpeft.data import collate
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    keys = [(1, i % len(dataset)) for i in range(items)]
+    batches, clips = [], 0
+    start = time.process_time()
+    for first in range(0, items, batch_size):
+        batch = collate([dataset[key] for key in keys[first:first + batch_size]], repeated=dataset.cfg.repeated_aug > 1)
+        clips += len(batch.indices)
+        batches.append(batch)
+    cpu = time.process_time() - start
+    torch.set_num_threads(threads)
+    return clips / cpu, clips, batches
+
+
+def _data_config(recipe: str, kind: str, decoder: str = "pyav"):
     """A recipe's DataConfig; `RECIPE:device` with data.device_augment on (workers decode and draw only)."""
     from vidpeft.data import DataConfig
 
     name, _, where = recipe.partition(":")
-    cfg = DataConfig.from_recipe(_load_recipe(name, kind), decoder="pyav")
+    cfg = DataConfig.from_recipe(_load_recipe(name, kind), decoder=decoder)
     return cfg.override(device_augment=True) if where == "device" else cfg
 
 
-def device_cost(batches: list, cfg, clips: int) -> float:
+def device_cost(batches: list, cfg, clips: int, device: torch.device | None = None) -> float:
     """ms per clip of the device side of --device-augment (RandAugment, crop, resize, flip, normalise,
-    erasing) on the training device (CUDA when there is one; synchronised), after one warm-up batch."""
+    erasing) on `device` (default: CUDA when there is one; synchronised), after one warm-up batch."""
     from vidpeft.data.device_augment import apply_plans
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     apply_plans(batches[0].inputs, cfg.input_size, cfg.mean, cfg.std, device)
     sync()
@@ -172,7 +192,8 @@ def child(spec: str) -> None:
     if request["do"] == "prepare":
         answer = prepare([Path(p) for p in request["raw"]], Path(request["out"]), request["kind"], None)
     else:
-        answer = worker_cost(request["paths"], request["recipe"], request["kind"], request["items"], request["batch"])
+        answer = worker_cost(request["paths"], request["recipe"], request["kind"], request["items"], request["batch"],
+                             decoder=request.get("decoder", "pyav"))
     print(json.dumps(answer))
 
 
@@ -210,6 +231,37 @@ def against(rev: str, raw: dict[str, list[Path]], tmp: Path, args: argparse.Name
             print(f"{recipe:8s} {kind}-like: one worker {statistics.median(rates['old']):6.2f} -> "
                   f"{statistics.median(rates['new']):6.2f} clips per CPU-second: {ratio:.2f}x "
                   f"({rev} prep + loader -> this checkout's; medians of {args.rounds} alternating rounds)", flush=True)
+    return result
+
+
+def decoders_table(raw: dict[str, list[Path]], tmp: Path, args: argparse.Namespace) -> dict:
+    """One worker's clips per CPU-second of each decoder, each in a child process, alternating."""
+    root = str(Path(__file__).resolve().parents[1])
+    paths_of = {name: root for name in args.decoders.split(",")}  # column -> the child's PYTHONPATH
+    if args.decord2_site:
+        paths_of["decord2"] = os.pathsep.join([str(Path(args.decord2_site).resolve()), root])
+    columns, site = list(paths_of), paths_of.get("decord2", "").split(os.pathsep)[0]
+    print(f"\none worker's clips per CPU-second by decoder (vidpeft-prep's default encoding; medians of "
+          f"{args.rounds} alternating rounds; ratio: median of in-round ratios to {columns[0]})")
+    print(f"{'recipe':10s} {'kind':5s} " + " ".join(f"{c:>9s}" for c in columns) + "  ratios")
+    result = {}
+    for kind, videos in raw.items():
+        paths = prepare(videos, tmp / f"decoders_{kind}", kind, None)
+        for recipe in args.recipes.split(","):
+            rates: dict[str, list[float]] = {c: [] for c in columns}
+            for i in range(args.rounds):
+                for column in (columns if i % 2 == 0 else columns[::-1]):
+                    decoder = "decord" if column == "decord2" else column
+                    answer = run_child({"do": "cost", "paths": paths, "kind": kind, "recipe": recipe, "decoder": decoder,
+                                        "items": args.items, "batch": args.batch_size}, paths_of[column])
+                    if decoder == "decord":  # the intended decord ran
+                        assert (column == "decord2") == bool(site and answer["decord"].startswith(site)), answer
+                    rates[column].append(answer["clips_per_cpu_s"])
+            ratios = {c: statistics.median(a / b for a, b in zip(rates[c], rates[columns[0]])) for c in columns[1:]}
+            result[f"{recipe}/{kind}"] = {"clips_per_cpu_s": {c: statistics.median(r) for c, r in rates.items()},
+                                         "rounds": rates, "ratio_to_first": ratios}
+            print(f"{recipe:10s} {kind:5s} " + " ".join(f"{statistics.median(rates[c]):9.1f}" for c in columns)
+                  + "  " + " ".join(f"{c} {r:.2f}x" for c, r in ratios.items()), flush=True)
     return result
 
 
@@ -270,6 +322,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --against")
     parser.add_argument("--against", metavar="REV", help="git revision whose prep + loader is the baseline")
+    parser.add_argument("--decoders", help="compare one worker's clips per CPU-second of these decoders "
+                        "(comma-separated, e.g. pyav,decord), each in a child process")
+    parser.add_argument("--decord2-site", metavar="DIR", help="with --decoders: also decord2, installed in DIR by "
+                        "`pip install --no-deps --target DIR decord2` (it imports as decord)")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false")
     parser.add_argument("--no-encodings", dest="encodings", action="store_false")
     parser.add_argument("--json", help="also write everything measured to this file")
@@ -288,6 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
             result["encodings"] = encodings_table(raw, tmp, args)
         if args.breakdown:
             result["breakdown"] = breakdown(raw, tmp, args)
+        if args.decoders:
+            result["decoders"] = decoders_table({k: [p for p, _ in v] for k, v in raw.items()}, tmp, args)
         if args.against:
             result["against"] = against(args.against, {k: [p for p, _ in v] for k, v in raw.items()}, tmp, args)
     if args.json:

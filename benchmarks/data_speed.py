@@ -2,18 +2,26 @@
 number of loader workers, on generated H.264 videos like the ones vidpeft-prep writes, next to
 the model's training step rate and against mmaction2 1.2's own loader.
 
-    python benchmarks/data_speed.py [--recipe vpetl --frames 8 --videos 24 --workers 0,1,2,all]
+    python benchmarks/data_speed.py [--recipe vpetl,videomae --frames 8 --videos 24 --workers 0,1,2,all]
 
 Videos: `--videos` textured moving-object clips (vidpeft.synthetic.render), `--seconds` long at
 `--fps`, in two sizes: K400-like 568x320 (16:9 with the 320-px short side of prepared
 Kinetics) and SSv2-like 426x240 (SSv2's own size), encoded with libx264 crf 23 veryfast as
 vidpeft-prep does. The training pipeline is the recipe's (`vpetl`: multi-scale crop;
-`videomae`: random resized crop + RandAugment + random erasing).
+`videomae`: random resized crop + RandAugment + random erasing, 2 repeated clips per decode, every
+clip counted); `--recipe` takes several, measured one after the other.
+
+Per recipe and kind: clips/s of each decoder and of `DEFAULT+device` (the default decoder with
+`--device-augment`: the workers decode and draw, and hand over frames and plans) at each worker
+count; the scaling efficiency at each count above 1 (N workers' rate / N x one worker's); one
+worker's clips per CPU-second (benchmarks/clip_cost.py's measure: the worker's work in this process
+on one thread), with and without --device-augment; and the device side of --device-augment
+(`vidpeft.data.device_augment.apply_plans` on the model's device, CUDA synchronised) in ms per clip.
 
 Every rate is a median over `--rounds` rounds, and the settings compared with each other
 (decoders; vidpeft and mmaction2) alternate within each round, in reversed order every other
 round, so they see the same load; a ratio is the median of the ratios within each round. Each measurement builds
-a fresh loader, draws one warm-up batch (worker start-up), then times `--batches` batches.
+a fresh loader, draws one warm-up batch (worker start-up), then times `--batches` batches per worker.
 
 mmaction2 (`--mmaction`, on by default when it is installed): the train_pipeline of
 configs/mmaction/_base_/ssv2_vpetl.py (DecordInit, SampleFrames 8x4, DecordDecode, Resize to
@@ -30,7 +38,9 @@ vidpeft with decord, as mmaction2 (the pipelines alone), and vidpeft with its de
 
 Next to them: the training step rate of `--backbone` with `--method` (forward, backward and
 AdamW step on random clips of the pipeline's shape, at vidpeft-train's default precision; `--backbone none` skips it), and every loader rate as a multiple of it (above 1 the loader
-keeps up with the model). `--json PATH` also writes everything measured.
+keeps up with the model); for `DEFAULT+device` the model's rate counts the device augmentation
+too (1 / (step + augment) per clip). `--json PATH` also writes everything measured (top-level
+`decoders` and `vs_mmaction2`: the first recipe's; `recipes`: every recipe's).
 """
 from __future__ import annotations
 
@@ -56,6 +66,8 @@ from vidpeft.data.decode import available_decoders
 from vidpeft.data.pattern_video import write_video
 from vidpeft.synthetic import MOTIONS, render
 
+from clip_cost import device_cost, one_worker  # noqa: E402  (benchmarks/, beside this script)
+
 PREP_X264 = {"crf": "23", "preset": "veryfast"}  # vidpeft-prep's defaults
 KINDS = {"k400": (568, 320), "ssv2": (426, 240)}  # K400-like (prepared: short side 320), SSv2-like
 MMACTION_CONFIG = RECIPES_DIR / "mmaction" / "_base_" / "ssv2_vpetl.py"
@@ -77,12 +89,13 @@ def clips_in(batch) -> int:
 
 
 def measure_loader(loader: DataLoader, batches: int) -> float:
-    """Clips per second `loader` delivers over `batches` batches after one warm-up batch
-    (worker start-up); epochs repeat as needed."""
+    """Clips per second `loader` delivers over `batches` batches per worker after one warm-up batch
+    (worker start-up); epochs repeat as needed. All W workers start together, so W batches are ready
+    when the first is: timing fewer than W batches would measure what was prefetched, not the rate."""
     stream = itertools.chain.from_iterable(loader for _ in itertools.count())
     next(stream)
     start, clips = time.perf_counter(), 0
-    for batch in itertools.islice(stream, batches):
+    for batch in itertools.islice(stream, batches * max(1, loader.num_workers)):
         clips += clips_in(batch)
     elapsed = time.perf_counter() - start
     del stream, loader  # stops the persistent workers
@@ -188,65 +201,123 @@ def load_line() -> str:
 
 
 def run(args: argparse.Namespace, model_rate: Callable[[DataConfig, int], float] | None = None) -> dict:
-    base = DataConfig.from_recipe(load_recipe(args.recipe, "k400"), frames=args.frames, stride=args.stride,
-                                  input_size=args.size)
+    recipes = args.recipe.split(",")
+    bases = {r: DataConfig.from_recipe(load_recipe(r, "k400"), frames=args.frames, stride=args.stride,
+                                       input_size=args.size) for r in recipes}
     decoders = available_decoders() if args.decoders == "all" else args.decoders.split(",")
     workers = worker_counts(args.workers)
     compare_mmaction = args.mmaction and have_mmaction() and "decord" in available_decoders()
-    result: dict = {"recipe": args.recipe, "frames": base.frames, "stride": base.stride, "size": base.input_size,
-                    "batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds,
-                    "cpus": os.cpu_count(), "load_before": os.getloadavg(), "decoders": {}, "vs_mmaction2": {}}
-    print(f"recipe {args.recipe}: {base.frames} frames, {base.sampling} stride {base.stride}, {base.train_crop} "
-          f"crop to {base.input_size}, randaugment {base.randaugment}, erasing {base.random_erasing}; batch "
-          f"{args.batch_size}, {args.batches} timed batches per measurement, medians of {args.rounds} rounds; "
-          f"decoders {', '.join(decoders)}; {load_line()}", flush=True)
-    model = model_rate(base, args.batch_size) if model_rate else None
-    if model is not None:
-        print(f"model training step: {model:.2f} clips/s ({load_line()})", flush=True)
-        result["model_clips_per_s"] = model
-    with tempfile.TemporaryDirectory(prefix="data_speed_") as tmp:
-        for kind in args.kinds.split(","):
+    result: dict = {"recipe": args.recipe, "batch_size": args.batch_size, "batches": args.batches,
+                    "rounds": args.rounds, "cpus": os.cpu_count(), "load_before": os.getloadavg(), "recipes": {}}
+    model, made, tmp = None, {}, tempfile.TemporaryDirectory(prefix="data_speed_")
+
+    def videos(kind: str) -> list[Sample]:  # made once per kind, for every recipe
+        if kind not in made:
             width, height = KINDS[kind]
             start = time.perf_counter()
-            samples = make_videos(Path(tmp) / kind, args.videos, (width, height), args.seconds, args.fps)
+            made[kind] = make_videos(Path(tmp.name) / kind, args.videos, (width, height), args.seconds, args.fps)
             print(f"\n{kind}-like: {args.videos} videos {width}x{height}, {args.seconds:g} s at {args.fps} fps, "
                   f"H.264 (made in {time.perf_counter() - start:.0f} s)", flush=True)
-            result["decoders"][kind] = decoder_table(samples, base, decoders, workers, args, model)
-            if compare_mmaction:
-                result["vs_mmaction2"][kind] = versus_mmaction(samples, base, args)
-    result["load_after"] = os.getloadavg()
-    fastest = fastest_decoder(result["decoders"])
-    print(f"\nfastest decoder (median over kinds and worker counts of its in-round ratio to the first): {fastest}")
+        else:
+            print(f"\n{kind}-like: the same videos", flush=True)
+        return made[kind]
+
+    for recipe, base in bases.items():
+        print(f"{'' if recipe == recipes[0] else chr(10)}recipe {recipe}: {base.frames} frames, {base.sampling} stride "
+              f"{base.stride}, {base.train_crop} crop to {base.input_size}, randaugment {base.randaugment}, erasing "
+              f"{base.random_erasing}, {base.repeated_aug} clip(s) per decode; batch {args.batch_size}, {args.batches} "
+              f"timed batches per worker, medians of {args.rounds} rounds; decoders {', '.join(decoders)}; "
+              f"{load_line()}", flush=True)
+        if model_rate and model is None:  # the same clip shape for every recipe
+            model = model_rate(base, args.batch_size)
+            print(f"model training step: {model:.2f} clips/s ({load_line()})", flush=True)
+            result["model_clips_per_s"] = model
+        result["recipes"][recipe] = {"frames": base.frames, "stride": base.stride, "size": base.input_size,
+                                     "decoders": {}, "one_worker": {}, "device_augment": {}, "vs_mmaction2": {}}
+        for kind in args.kinds.split(","):
+            measure_kind(videos(kind), kind, recipe, base, decoders, workers, args, model,
+                         compare_mmaction and recipe == "vpetl", result["recipes"][recipe])
+    tmp.cleanup()
+    first = result["recipes"][recipes[0]]
+    result.update(decoders=first["decoders"], vs_mmaction2=first["vs_mmaction2"], load_after=os.getloadavg())
+    fastest = fastest_decoder([r["decoders"] for r in result["recipes"].values()])
+    print(f"\nfastest decoder (median over recipes, kinds and worker counts of its in-round ratio to the first): "
+          f"{fastest}")
     result["fastest_decoder"] = fastest
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return result
 
 
+def measure_kind(samples: list[Sample], kind: str, recipe: str, base: DataConfig, decoders: list[str],
+                 workers: list[int], args: argparse.Namespace, model: float | None, compare_mmaction: bool,
+                 out: dict) -> None:
+    """Every measurement of one recipe on one kind of video, into `out`."""
+    # an epoch holds every timed batch at the most workers: epoch ends idle the workers and hide
+    # scaling (the videos repeat; clips still differ by (epoch, index))
+    epoch = (args.batches + 1) * max(workers + [1]) * args.batch_size
+    samples = samples * -(-epoch // len(samples))
+    device = device_side(samples, base, args)
+    out["device_augment"][kind] = device
+    out["one_worker"][kind] = one_worker_rates(samples, base, args)
+    aug_model = 1 / (1 / model + device["ms_per_clip"] / 1e3) if model else None
+    out["decoders"][kind] = decoder_table(samples, base, decoders, workers, args, model, aug_model)
+    if compare_mmaction:
+        out["vs_mmaction2"][kind] = versus_mmaction(samples, base, args)
+
+
+def one_worker_rates(samples: list[Sample], base: DataConfig, args: argparse.Namespace) -> dict:
+    """One worker's clips per CPU-second (default decoder), with and without --device-augment, alternating."""
+    sets = {"cpu": VideoDataset(samples, "train", base, pixels=True),
+            "device": VideoDataset(samples, "train", base.override(device_augment=True), pixels=True)}
+    rates: dict[str, list[float]] = {name: [] for name in sets}
+    for i in range(args.rounds):
+        for name in (list(sets) if i % 2 == 0 else list(sets)[::-1]):
+            rates[name].append(one_worker(sets[name], args.batches * args.batch_size, args.batch_size)[0])
+    out = {**medians(rates), "ratio": paired_ratio(rates, "device", "cpu")}
+    print(f"one worker ({base.decoder}, this process, one thread): {out['cpu']:.1f} clips per CPU-second; with "
+          f"--device-augment {out['device']:.1f} ({out['ratio']:.2f}x; {load_line()})", flush=True)
+    return out
+
+
+def device_side(samples: list[Sample], base: DataConfig, args: argparse.Namespace) -> dict:
+    """ms per clip of --device-augment's device side (apply_plans) on the model's device, after a warm-up."""
+    cfg = base.override(device_augment=True)
+    _, clips, batches = one_worker(VideoDataset(samples, "train", cfg, pixels=True), args.batches * args.batch_size,
+                                   args.batch_size)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    ms = device_cost(batches, cfg, clips, torch.device(device))
+    print(f"--device-augment on {device}: {ms:.2f} ms per clip (apply_plans, batch {args.batch_size}, "
+          f"{'synchronised' if device.startswith('cuda') else 'wall'}; {load_line()})", flush=True)
+    return {"device": device, "ms_per_clip": ms}
+
+
 def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], workers: list[int],
-                  args: argparse.Namespace, model: float | None) -> dict:
-    """clips/s of every decoder at every worker count, decoders alternating; ratio to the first."""
-    print(f"{'workers':>7} " + " ".join(f"{d:>11}" for d in decoders)
-          + f"  {'ratio to ' + decoders[0]:>24}" + ("  loader/model (per decoder)" if model else ""))
+                  args: argparse.Namespace, model: float | None, aug_model: float | None = None) -> dict:
+    """clips/s of every decoder, and of the default one with --device-augment, at every worker count,
+    alternating; ratio to the first; loader/model (with --device-augment: / (model step + augment))."""
+    default = base.decoder if base.decoder in decoders else decoders[0]
+    columns = [*decoders, f"{default}+device"]
+    print(f"{'workers':>7} " + " ".join(f"{d:>11}" for d in columns)
+          + f"  {'ratio to ' + decoders[0]:>24}" + ("  loader/model (per column)" if model else ""))
     table = {}
-    # an epoch of 4 batches per worker at the most workers: with fewer, epoch ends idle the
-    # workers and hide all scaling (the videos repeat; clips still differ by (epoch, index))
-    samples = samples * -(-4 * max(workers + [1]) * args.batch_size // len(samples))
     for count in workers:
         datasets = {d: VideoDataset(samples, "train", base.override(decoder=d), pixels=True) for d in decoders}
+        datasets[columns[-1]] = VideoDataset(samples, "train", base.override(decoder=default, device_augment=True),
+                                             pixels=True)
         rounds = alternate(vidpeft_loaders(datasets, args.batch_size, count), args.rounds, args.batches)
         rates = medians(rounds)
-        table[count] = {**rates, "ratio_to_first": {d: paired_ratio(rounds, d, decoders[0]) for d in decoders[1:]}}
-        ratios = " ".join(f"{table[count]['ratio_to_first'][d]:.2f}x" for d in decoders[1:])
-        line = f"{count:7d} " + " ".join(f"{rates[d]:11.2f}" for d in decoders) + f"  {ratios:>24}"
+        table[count] = {**rates, "ratio_to_first": {d: paired_ratio(rounds, d, decoders[0]) for d in columns[1:]}}
+        ratios = " ".join(f"{table[count]['ratio_to_first'][d]:.2f}x" for d in columns[1:])
+        line = f"{count:7d} " + " ".join(f"{rates[d]:11.2f}" for d in columns) + f"  {ratios:>24}"
         if model:
-            line += "  " + " ".join(f"{rates[d] / model:.2f}" for d in decoders)
+            line += "  " + " ".join(f"{rates[d] / model:.2f}" for d in decoders) + f" {rates[columns[-1]] / aug_model:.2f}"
         print(line + f"  ({load_line()})", flush=True)
     if 1 in table:  # scaling efficiency: N workers' rate / (N x one worker's); 1.0 = perfect
         for count in (c for c in table if c > 1):
-            table[count]["scaling"] = {d: table[count][d] / (count * table[1][d]) for d in decoders}
+            table[count]["scaling"] = {d: table[count][d] / (count * table[1][d]) for d in columns}
             print(f"scaling efficiency at {count} workers: "
-                  + ", ".join(f"{d} {table[count]['scaling'][d]:.2f}" for d in decoders), flush=True)
+                  + ", ".join(f"{d} {table[count]['scaling'][d]:.2f}" for d in columns), flush=True)
     return table
 
 
@@ -277,15 +348,17 @@ def versus_mmaction(samples: list[Sample], base: DataConfig, args: argparse.Name
     return out
 
 
-def fastest_decoder(tables: dict) -> str:
-    """The decoder with the highest median (over kinds and worker counts) paired ratio to the first."""
+def fastest_decoder(recipes: list[dict]) -> str:
+    """The decoder with the highest median (over recipes, kinds and worker counts) paired ratio to the
+    first (the --device-augment column is not a decoder)."""
     scores: dict[str, list[float]] = {}
-    for table in tables.values():
+    for table in (t for tables in recipes for t in tables.values()):
         for row in table.values():
             first = next(iter(row))
             scores.setdefault(first, []).append(1.0)
             for decoder, ratio in row["ratio_to_first"].items():
-                scores.setdefault(decoder, []).append(ratio)
+                if not decoder.endswith("+device"):
+                    scores.setdefault(decoder, []).append(ratio)
     return max(scores, key=lambda d: statistics.median(scores[d]))
 
 
@@ -330,11 +403,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=8, help="frames per clip")
     parser.add_argument("--stride", type=int, default=4, help="frame stride (dense sampling)")
     parser.add_argument("--size", type=int, default=224, help="crop size (input_size)")
-    parser.add_argument("--recipe", default="vpetl", help="training pipeline: vpetl or videomae")
+    parser.add_argument("--recipe", default="vpetl", help="training pipelines, comma-separated: vpetl, videomae")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--batches", type=int, default=4, help="timed batches per measurement")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per worker (per measurement with 0)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are their medians")
     parser.add_argument("--workers", default="0,1,2,all", help="loader worker counts, comma-separated ('all' = cores)")
     parser.add_argument("--decoders", default="all", help="comma-separated, or 'all' installed")

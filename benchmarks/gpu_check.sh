@@ -12,7 +12,10 @@
 #   2. peers.py: ViT-B full step (batch 8) and inference (batch 32) against transformers' VideoMAE,
 #      Swin-B full step against torchvision's swin3d_b, each pair in one process; MFU, peak memory;
 #   3. grid_ops.py: the grid adapters' depthwise convolution in every exact form against Conv3d;
-#   4. the data loader's clips/s per decoder with 0 .. all-core workers, against mmaction2's loader;
+#   4. the data loader, vpetl and videomae pipelines: one worker's clips per CPU-second (with and
+#      without --device-augment), clips/s per decoder and with --device-augment at 1 .. all-core
+#      workers, scaling efficiency, the device side of --device-augment (CUDA-synchronised ms per
+#      clip), loader/model, against mmaction2's loader;
 #   5. --compile against eager, the training step of ViT-B 16x224 + LoRA (compile time printed).
 # Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
 # videos and grids, the aot_eager compile backend): it checks that every part runs, in a few minutes.
@@ -37,7 +40,7 @@ if [ "$QUICK" = 1 ]; then
     BENCH3D=(--quick --backbone videomae-micro --method lora mona --repeats 2)
     PEERS=(--quick --rounds 2)
     GRID=(--quick --rounds 2)
-    DATA=(--videos 2 --seconds 1 --kinds k400 --workers 0,all --rounds 1 --batches 1 --batch-size 2 --size 64
+    DATA=(--recipe vpetl,videomae --videos 2 --seconds 1 --kinds k400 --workers 0,all --rounds 1 --batches 1 --batch-size 2 --size 64
           --backbone videomae-micro --method lora --model-steps 1)
     COMPILE=(--quick --steps 1)
 else
@@ -45,7 +48,7 @@ else
     BENCH3D=(--backbone videomae-b videoswin-b clip-b16 --method lora mona --batch-size 4 --repeats 6 --no-peft)
     PEERS=(--rounds 10)
     GRID=(--rounds 10)
-    DATA=(--videos 24 --workers 0,2,4,8,all --rounds 2 --batches 4 --batch-size 16 --frames 16
+    DATA=(--recipe vpetl,videomae --videos 24 --workers 1,8,all --rounds 2 --batches 2 --batch-size 16 --frames 16
           --backbone videomae-b --method lora --model-batch 8 --model-steps 3)
     COMPILE=(--backbone videomae-b --method lora --frames 16 --batch 8 --steps 5)
 fi
