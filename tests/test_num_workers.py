@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vidpeft.cli import prep as prep_cli
+from prep_helpers import tiny_motion_data
 from vidpeft.cli import train as train_cli
 from vidpeft.config.run import RunConfig
 from vidpeft.data.config import MAX_AUTO_WORKERS, DataConfig, resolve_num_workers
 from vidpeft.errors import UserError
-from vidpeft.synthetic import make_dataset
 
 TINY = ["--backbone", "videomae-micro", "--method", "linear", "--epochs", "1", "--frames", "4", "--stride", "2",
         "--input-size", "32", "--batch-size", "4", "--clips", "1", "--crops", "1", "--eval-every", "0"]
@@ -20,10 +19,7 @@ TINY = ["--backbone", "videomae-micro", "--method", "linear", "--epochs", "1", "
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("workers")
-    make_dataset("ssv2", root / "raw", classes=2, per_class=4, size=(64, 48), frames=12, seed=5)
-    assert prep_cli.main(["ssv2", "--src", str(root / "raw"), "--out", str(root / "data"), "--workers", "1"]) == 0
-    return root / "data"
+    return tiny_motion_data(tmp_path_factory.mktemp("workers"))
 
 
 def machine(monkeypatch, cores: int, processes: int | None) -> None:
