@@ -6,8 +6,8 @@ the model's training step rate and against mmaction2 1.2's own loader.
 
 Videos: `--videos` textured moving-object clips (vidpeft.synthetic.render), `--seconds` long at
 `--fps`, in two sizes: K400-like 568x320 (16:9 with the 320-px short side of prepared
-Kinetics) and SSv2-like 426x240 (SSv2's own size), encoded with libx264 crf 23 veryfast as
-vidpeft-prep does. The training pipeline is the recipe's (`vpetl`: multi-scale crop;
+Kinetics) and SSv2-like 426x240 (SSv2's own size), encoded with libx264 as vidpeft-prep does by
+default (`--encoding fastseek`). The training pipeline is the recipe's (`vpetl`: multi-scale crop;
 `videomae`: random resized crop + RandAugment + random erasing, 2 repeated clips per decode, every
 clip counted); `--recipe` takes several, measured one after the other.
 
@@ -64,11 +64,12 @@ from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader
 from vidpeft.data.dataset import EpochSampler
 from vidpeft.data.decode import available_decoders
 from vidpeft.data.pattern_video import write_video
+from vidpeft.prep.transcode import EncodeSettings
 from vidpeft.synthetic import MOTIONS, render
 
 from clip_cost import device_cost, one_worker  # noqa: E402  (benchmarks/, beside this script)
 
-PREP_X264 = {"crf": "23", "preset": "veryfast"}  # vidpeft-prep's defaults
+PREP_X264 = EncodeSettings().x264_options()  # vidpeft-prep's default encoding (--encoding fastseek)
 KINDS = {"k400": (568, 320), "ssv2": (426, 240)}  # K400-like (prepared: short side 320), SSv2-like
 MMACTION_CONFIG = RECIPES_DIR / "mmaction" / "_base_" / "ssv2_vpetl.py"
 
