@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{kind} step {tuple(x.shape)}: {ours['name']} {ours['step_s'] * 1e3:.1f} ms (MFU {ours['mfu']:.1%}) vs "
               f"{theirs['name']} {theirs['step_s'] * 1e3:.1f} ms (MFU {theirs['mfu']:.1%}): {pair['step_ratio']:.2f}×{memory}")
         if "infer_ratio" in pair:
-            print(f"vit inference, batch {args.infer_batch}, no_grad: {ours['clips_per_s']:.0f} vs "
-                  f"{theirs['clips_per_s']:.0f} clips/s: {pair['infer_ratio']:.2f}× time")
+            print(f"vit inference, batch {args.infer_batch}, no_grad: {ours['clips_per_s']:.1f} vs "
+                  f"{theirs['clips_per_s']:.1f} clips/s: {pair['infer_ratio']:.2f}× time")
         out["pairs"].append(pair)
         del entries, steps
         if device.type == "cuda":
