@@ -48,7 +48,7 @@ else
     BENCH3D=(--backbone videomae-b videoswin-b clip-b16 --method lora mona --batch-size 4 --repeats 6 --no-peft)
     PEERS=(--rounds 10)
     GRID=(--rounds 10)
-    DATA=(--recipe vpetl,videomae --videos 24 --workers 1,8,all --rounds 2 --batches 2 --batch-size 16 --frames 16
+    DATA=(--recipe vpetl,videomae --videos 24 --workers 1,all --rounds 2 --batches 2 --batch-size 8 --frames 16
           --backbone videomae-b --method lora --model-batch 8 --model-steps 3)
     COMPILE=(--backbone videomae-b --method lora --frames 16 --batch 8 --steps 5)
 fi
