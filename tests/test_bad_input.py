@@ -47,6 +47,7 @@ CASES = [
     ("train", [*TRAIN, "--data", "{root}/data", "--amp", "fp8"], "--amp 'fp8'; use bf16, fp16, none"),
     ("train", [*TRAIN, "--data", "{root}/data", "--temporal", "middle"], "--temporal 'middle'; must be one of"),
     ("train", [*TRAIN, "--data", "{root}/data", "--decoder", "ffmpeg"], "--decoder 'ffmpeg'; must be one of"),
+    ("train", [*TRAIN, "--data", "{root}/data", "--num-workers", "-1"], "--num-workers -1; must be >= 0 or auto"),
     ("train", [*TRAIN, "--data", "{root}/data", "--set", "train.warmup_epoch=5"],
      "unknown key train.warmup_epoch; did you mean train.warmup_epochs?"),
     ("train", [*TRAIN, "--data", "{root}/data", "--set", "foo.bar=1"], "--set foo.bar: unknown section 'foo'"),
