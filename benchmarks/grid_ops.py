@@ -7,8 +7,8 @@ the Conv3d it replaced, alternated round by round, at the token grids of ViT-B 1
     python benchmarks/grid_ops.py --quick          # small grids: a CPU smoke test
 
 Prints one line per case: each form's median time, its ratio to Conv3d (median of in-round ratios), its
-largest difference from Conv3d in fp32 (with --amp: the rounding of each form in that type), and which
-form `depthwise_conv` picks on this device.
+largest difference from Conv3d in fp32 (with --amp: the rounding of each form in that type), and the
+forms `depthwise_conv` picks on this device (grid_conv.DEFAULT_FORMS).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vidpeft.bench.worker import alternated_all
-from vidpeft.methods.grid_conv import FORMS, TEMPORAL_FORM, depthwise_conv
+from vidpeft.methods.grid_conv import DEFAULT_FORMS, FORMS, depthwise_conv
 
 # (name, grid (B, T, H, W, C), kernel (kt, kh, kw)): ViT-B 16x224 is 8x14x14 tokens; Swin-B 8x224 stage 1 is 4x56x56
 CASES = [
@@ -41,10 +41,14 @@ def conv3d(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torc
     return F.conv3d(grid.movedim(-1, 1), weight, bias, padding=padding, groups=grid.shape[-1]).movedim(1, -1)
 
 
+def default_forms(device: torch.device) -> dict[str, str]:
+    return DEFAULT_FORMS.get(device.type, DEFAULT_FORMS["cpu"])
+
+
 def forms_for(kernel: tuple[int, int, int]) -> dict[str, object]:
     fns = {"conv3d": conv3d}
-    for form in FORMS if kernel[1:] == (1, 1) else (None,):
-        fns[form or "conv2d"] = lambda g, w, b, form=form: depthwise_conv(g, w, b, form=form)
+    for form in FORMS["temporal" if kernel[1:] == (1, 1) else "spatial"]:
+        fns[form] = lambda g, w, b, form=form: depthwise_conv(g, w, b, form=form)
     return fns
 
 
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), {args.amp or 'fp32'}, "
           f"torch {torch.__version__}; forward + backward, median of {args.rounds} alternated rounds; "
-          f"depthwise_conv's temporal form here: {TEMPORAL_FORM.get(device.type, 'conv2d')}")
+          f"depthwise_conv's forms here: {default_forms(device)}")
     results = []
     for name, shape, kernel in QUICK if args.quick else CASES:
         generator = torch.Generator().manual_seed(0)
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{form} {v['median_s'] * 1e3:.3f} ms ({v['vs_conv3d']:.2f}× conv3d, |diff| {v['max_abs_diff']:.1e})"
             for form, v in row["forms"].items()), flush=True)
     out = {"device": str(device), "amp": args.amp, "torch": torch.__version__, "rounds": args.rounds,
-           "temporal_form": TEMPORAL_FORM.get(device.type, "conv2d"), "results": results}
+           "default_forms": default_forms(device), "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out

@@ -50,7 +50,8 @@ def shifted_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kernel,form", [((3, 1, 1), "conv2d"), ((3, 1, 1), "shifts"), ((5, 1, 1), "shifts"),
-                                         ((1, 7, 7), None), ((3, 7, 7), None), ((3, 3, 5), None)])
+                                         ((1, 7, 7), "conv2d"), ((1, 7, 7), "conv2d-wgrad"), ((3, 7, 7), "conv2d"),
+                                         ((3, 7, 7), "conv2d-wgrad"), ((3, 3, 5), None)])
 @pytest.mark.parametrize("frames", [1, 2, T])
 def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradients(kernel, form, frames):
     """Every form of grid_conv.depthwise_conv against the shift-and-add sum written out, and its gradients
@@ -72,8 +73,8 @@ def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradient
 
 
 def test_depthwise_conv_under_bf16_autocast_matches_conv2d_autocast():
-    """The CPU weight-gradient path (DepthwiseConv2dCPU) in autocast's type, against plain conv2d's autograd."""
-    from vidpeft.methods.grid_conv import conv2d_depthwise
+    """The weight gradient as a convolution (DepthwiseConv2d) in autocast's type, against plain conv2d's autograd."""
+    from vidpeft.methods.grid_conv import DepthwiseConv2d
 
     generator = torch.Generator().manual_seed(8)
     x = torch.randn(3, C, H, W, generator=generator).to(memory_format=torch.channels_last).requires_grad_()
@@ -81,7 +82,7 @@ def test_depthwise_conv_under_bf16_autocast_matches_conv2d_autocast():
     bias = torch.randn(C, generator=generator, requires_grad=True)
     seed = torch.randn(3, C, H, W, generator=generator)
     grads = []
-    for conv in (lambda: conv2d_depthwise(x, weight, bias, (2, 1)),
+    for conv in (lambda: DepthwiseConv2d.apply(x, weight, bias, (2, 1)),
                  lambda: F.conv2d(x, weight, bias, padding=(2, 1), groups=C)):
         with torch.autocast("cpu", torch.bfloat16):
             out = conv()
