@@ -6,6 +6,8 @@ TorchDynamo capture and AOT autograd graphs (forward and backward), without the 
 generation; benchmarks/compile_speed.py measures inductor."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -14,6 +16,8 @@ from safetensors.torch import load_file
 
 from test_engine import data, log_rows, train  # noqa: F401  (the prepared-data fixture)
 from vidpeft.cli import test as test_cli
+from vidpeft.config.run import RunConfig
+from vidpeft.config.train import TrainConfig
 
 COMPILE = ["--compile", "--set", "train.compile_backend=aot_eager"]
 
@@ -22,8 +26,21 @@ COMPILE = ["--compile", "--set", "train.compile_backend=aot_eager"]
 def runs(data, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("compile")
     for name, extra in (("eager", []), ("compiled", COMPILE)):
-        assert train(data, root / name, "--eval-every", "0", *extra, method="lora", epochs=1) == 0
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert train(data, root / name, "--eval-every", "0", *extra, method="lora", epochs=1) == 0
+        (root / f"{name}.out").write_text(out.getvalue())
     return root / "eager", root / "compiled"
+
+
+def test_compile_is_on_by_default_on_cuda_only_and_reports_its_first_step(runs):
+    assert [TrainConfig().compiles(d) for d in ("cuda", "cpu")] == [True, False]
+    assert [TrainConfig(compile=c).compiles("cuda") for c in (True, False)] == [True, False]
+    eager, compiled = runs
+    assert RunConfig.read(eager / "config.yaml").resolved.compile is False  # the default on this CPU
+    assert RunConfig.read(compiled / "config.yaml").resolved.compile is True
+    assert "torch.compile: the first optimiser step took" in (compiled.parent / "compiled.out").read_text()
+    assert "torch.compile" not in (eager.parent / "eager.out").read_text()
 
 
 def test_compiled_training_matches_eager(runs):

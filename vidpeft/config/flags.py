@@ -33,8 +33,8 @@ def add_config_flags(parser: argparse.ArgumentParser, views_only: bool = False, 
         if views_only and not f.metadata["view"] and f.name not in also:
             continue
         flag, kind = f.metadata["flag"], option_type(typing.get_type_hints(section)[f.name])
-        if kind is bool:
-            group.add_argument(flag, dest=dest(flag), action="store_const", const=True, default=None,
+        if kind is bool:  # --flag / --no-flag (a recipe's true can be turned off)
+            group.add_argument(flag, dest=dest(flag), action=argparse.BooleanOptionalAction, default=None,
                                help=f.metadata["help"])
         else:
             group.add_argument(flag, dest=dest(flag), type=PARSERS.get(kind, str), default=None,

@@ -46,6 +46,7 @@ class Resolved:
     lr: float
     precision: str
     num_workers: int | None = None  # the training loader's workers (data.num_workers auto resolved); None: not recorded
+    compile: bool | None = None  # whether the model was compiled (train.compile, auto: on CUDA); None: not recorded
 
 
 @dataclass(frozen=True)

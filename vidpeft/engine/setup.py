@@ -104,7 +104,7 @@ def build_run_model(cfg: RunConfig, labels: list[str], device: torch.device) -> 
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
     model.to(device)
-    if cfg.train.compile:
+    if cfg.train.compiles(device.type):
         compile_model(model, cfg.train.compile_backend)
     return model
 
@@ -155,5 +155,5 @@ def build_optimisation(cfg: RunConfig, model: nn.Module, loaders: Loaders, num_c
                         num_classes=num_classes) if train.mixup > 0 or train.cutmix > 0 else None)
     resolved = Resolved(world_size=dist.world_size(), batch_size=loaders.batch_size, accumulation=loaders.accumulation,
                         effective_batch_size=effective_batch, lr=lr, precision=precision_name(amp_context),
-                        num_workers=loaders.train.num_workers)
+                        num_workers=loaders.train.num_workers, compile=train.compiles(device.type))
     return Optimisation(optimizer, scheduler, amp_context, scaler, mixup), resolved

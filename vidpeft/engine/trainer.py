@@ -77,10 +77,13 @@ class Trainer:
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.last_path = cfg.work_path / "last.pt"
         self.writer = None  # a TensorBoard SummaryWriter when --tensorboard
+        self.compile_started: float | None = None  # set by fit when the model is compiled
 
     def fit(self, progress: dict, stop: StopSignal) -> dict:
         """Train from `progress` (a fresh or resumed state) to the last epoch; returns the final progress."""
         stop.interruptible = False
+        compiled = self.cfg.resolved is not None and self.cfg.resolved.compile
+        self.compile_started = time.perf_counter() if compiled and dist.is_main() else None
         for epoch in range(progress["epoch"], self.train.epochs):
             started = time.perf_counter()
             loader = self.loaders.train
@@ -122,6 +125,7 @@ class Trainer:
             if boundary:
                 self._optimizer_step()
                 progress["step"] += 1
+                self.report_compile()
             progress["batch"] = i + 1
             bar.set_postfix(loss=f"{progress['loss_sum'] / max(progress['count'], 1):.4f}",
                             lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
@@ -178,6 +182,13 @@ class Trainer:
         """A black clip of the training shape, for a backward of zero (see `step`)."""
         size = self.cfg.data.input_size
         return torch.zeros(1, 3, self.cfg.data.frames, size, size, dtype=torch.uint8)
+
+    def report_compile(self) -> None:
+        """After the first optimiser step of a compiled model: how long it took, compilation included."""
+        if self.compile_started is not None:
+            print(f"torch.compile: the first optimiser step took {time.perf_counter() - self.compile_started:.1f} s, "
+                  "compilation included", flush=True)
+            self.compile_started = None
 
     def _optimizer_step(self) -> None:
         if self.scaler:
