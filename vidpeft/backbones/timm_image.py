@@ -488,14 +488,15 @@ def timm_vit_keys(keys: set[str]) -> bool:
     return has(r"^blocks\.\d+\.attn\.qkv\.weight$")(keys) and has(r"^(cls_token|blocks\.\d+\.attn\.qkv\.bias)$")(keys)
 
 
-# Eva: SwiGLU (fc1_g) or layer scale without BEiT's relative position tables; DINOv3's release keys
+# Eva: SwiGLU (fc1_g) or layer scale without BEiT's relative position tables (per block, or the shared one of
+# BEiT v2's pre-training release); DINOv3's release keys
 # (storage tokens, rope_embed), EVA-02's (separate q/k/v projections, w1/w12 SwiGLU, rope buffers)
 EVA_RELEASE = r"^(storage_tokens|rope_embed\.periods|rope\.freqs_cos|blocks\.\d+\.attn\.q_proj\.weight|blocks\.\d+\.mlp\.(fc1_g|w1|w12)\.weight)$"
 
 
 def eva_keys(prefix: str):
     return both(has(rf"^{prefix}blocks\.\d+\.(mlp\.fc1_g\.weight|gamma_1)$"),
-                lacks(rf"^{prefix}blocks\.\d+\.attn\.relative_position_bias_table$"))
+                lacks(rf"^{prefix}(blocks\.\d+\.attn|rel_pos_bias)\.relative_position_bias_table$"))
 
 
 FORMATS = (  # most specific first
