@@ -107,14 +107,19 @@ def worker_cost(paths: list[str], recipe: str, kind: str, items: int, batch_size
     if times is not None:
         result["ms_per_clip"] = {stage: 1e3 * s / clips for stage, s in times.seconds.items()}
     if getattr(cfg, "device_augment", False):
-        result["device_ms_per_clip"] = device_cost(batches, cfg, clips)
+        result["device_ms_per_clip"] = device_cost(batches, cfg, sum(len(b.indices) for b in batches))
     return result
+
+
+KEPT_BATCHES = 2
 
 
 def one_worker(dataset, items: int, batch_size: int) -> tuple[float, int, list]:
     """A loader worker's work, here on one thread: `items` training items of `dataset` (epoch 1, its
     videos in turn) collated by `batch_size`. Returns clips per CPU-second, clips (repeated
-    augmentation counts every clip) and the batches."""
+    augmentation counts every clip) and the first KEPT_BATCHES batches (a worker lets a batch go once it
+    is handed over: keeping them all would make every allocation fault in fresh pages, which
+    --device-augment's full decoded frames turned into 2-3 ms per clip of this measurement)."""
     from vidpeft.data import collate
 
     threads = torch.get_num_threads()
@@ -125,7 +130,9 @@ def one_worker(dataset, items: int, batch_size: int) -> tuple[float, int, list]:
     for first in range(0, items, batch_size):
         batch = collate([dataset[key] for key in keys[first:first + batch_size]], repeated=dataset.cfg.repeated_aug > 1)
         clips += len(batch.indices)
-        batches.append(batch)
+        if len(batches) < KEPT_BATCHES:
+            batches.append(batch)
+        del batch
     cpu = time.process_time() - start
     torch.set_num_threads(threads)
     return clips / cpu, clips, batches
