@@ -110,10 +110,14 @@ class FusedQKVAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.kv_prefix: nn.Module | None = None
 
+    def fused_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, L, 3C) queries, keys and values in one product (VideoMAE adds its q / v biases here)."""
+        return self.qkv(x)
+
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim)."""
         n, length, _ = x.shape
-        return self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.fused_qkv(x).view(n, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
     def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""

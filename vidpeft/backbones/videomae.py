@@ -13,7 +13,7 @@ from torch import nn
 from vidpeft.backbones.base import BackboneInfo, register_backbone
 from vidpeft.backbones.formats import COMPUTED, Format, StateDict, fuse_qkv, has, rename
 from vidpeft.backbones.layers import (
-    TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias,
+    FusedQKVAttention, TokenLayout, TransformerBlock, VideoClassifier, check_divisible, init_linear, prefix_kv, qkv_with_qv_bias,
     run_blocks, size_factory, stochastic_depth_rates,
 )
 
@@ -39,26 +39,16 @@ class PatchEmbed(nn.Module):
         return self.proj(x)  # (B, C, T', H', W')
 
 
-class Attention(nn.Module):
+class Attention(FusedQKVAttention):
+    """Fused qkv without bias, VideoMAE's separate q and v biases added after it (wrapping `qkv` is safe)."""
+
     def __init__(self, dim: int, num_heads: int, qv_bias: bool = True) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        super().__init__(dim, num_heads, qkv_bias=False)
         self.q_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
         self.v_bias = nn.Parameter(torch.zeros(dim)) if qv_bias else None
-        self.proj = nn.Linear(dim, dim)
-        self.kv_prefix: nn.Module | None = None
 
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v of tokens (n, L, C), each (n, heads, L, head_dim), q/v biases included."""
-        b, n, _ = x.shape
-        qkv = qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
-        return qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-
-    def project_kv(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of extra tokens (n, L, C) through this attention's own qkv (prompt methods)."""
-        return self.project(tokens)[1:]
+    def fused_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        return qkv_with_qv_bias(self.qkv, self.q_bias, self.v_bias, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
