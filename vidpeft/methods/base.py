@@ -79,6 +79,14 @@ def blocks(model: nn.Module) -> Iterator[nn.Module]:
             yield module
 
 
+def for_each(model: nn.Module, kind: type[nn.Module], action: str) -> nn.Module:
+    """Call `action` (e.g. "merge") on every submodule of `model` of type `kind`; returns `model`."""
+    for module in model.modules():
+        if isinstance(module, kind):
+            getattr(module, action)()
+    return model
+
+
 def block_width(block: nn.Module) -> int:
     return block.attn.num_heads * block.attn.head_dim
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MethodConfig, Wrapper, blocks, register_method
+from .base import MethodConfig, Wrapper, blocks, for_each, register_method
 
 QKV_SLICES = {"q": 0, "k": 1, "v": 2}
 TARGETS = (*QKV_SLICES, "proj", "mlp")
@@ -175,15 +175,9 @@ def attach(model: nn.Module, cfg: DoRAConfig) -> None:
 
 def merge(model: nn.Module) -> nn.Module:
     """Fold every DoRA update into its weight: W <- m / ‖W + s·B·A‖ · (W + s·B·A), row by row."""
-    for module in model.modules():
-        if isinstance(module, DoRALinear):
-            module.merge()
-    return model
+    return for_each(model, DoRALinear, "merge")
 
 
 def unmerge(model: nn.Module) -> nn.Module:
     """Undo `merge` with the factors it used, so training can go on."""
-    for module in model.modules():
-        if isinstance(module, DoRALinear):
-            module.unmerge()
-    return model
+    return for_each(model, DoRALinear, "unmerge")

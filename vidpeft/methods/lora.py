@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import MethodConfig, Wrapper, blocks, register_method
+from .base import MethodConfig, Wrapper, blocks, for_each, register_method
 
 SLICES = {"q": 0, "k": 1, "v": 2}
 
@@ -95,15 +95,9 @@ def attach(model: nn.Module, cfg: LoRAConfig) -> None:
 
 def merge(model: nn.Module) -> nn.Module:
     """Fold every LoRA update into its qkv weight (inference at the plain backbone's cost)."""
-    for module in model.modules():
-        if isinstance(module, LoRAQKV):
-            module.merge()
-    return model
+    return for_each(model, LoRAQKV, "merge")
 
 
 def unmerge(model: nn.Module) -> nn.Module:
     """Undo `merge`: subtract each update again, so training can go on."""
-    for module in model.modules():
-        if isinstance(module, LoRAQKV):
-            module.unmerge()
-    return model
+    return for_each(model, LoRAQKV, "unmerge")
