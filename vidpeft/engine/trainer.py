@@ -143,7 +143,7 @@ class Trainer:
         if batch.inputs is None and not dist.is_distributed():
             return 0
         seed_step(self.train.seed, epoch, index, dist.rank())
-        clips = len(batch.inputs) if batch.inputs is not None else 0
+        clips = len(batch.labels)  # a label per clip: repeated augmentation's too, on the device or not
         loss = self._forward_backward(batch, boundary)
         if not clips:
             return 0
