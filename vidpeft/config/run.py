@@ -17,6 +17,7 @@ import yaml
 from ..data.config import DataConfig, config_key
 from ..errors import MissingFile, UnknownOption, UserError
 from ..fileio import write_atomic
+from .flags import FLAG_OF_KEY
 from .recipes import load_recipe
 from .train import TrainConfig
 from .values import InvalidValue, check_known, field_names
@@ -168,8 +169,6 @@ def set_dotted(cfg: dict, dotted: str, value: Any) -> None:
 
 def flag_of(dotted: str) -> str:
     """The command-line flag of a config key (train.batch_size -> --batch-size)."""
-    from .flags import FLAG_OF_KEY
-
     return FLAG_OF_KEY.get(dotted, dotted)
 
 

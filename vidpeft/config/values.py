@@ -41,8 +41,7 @@ def option_type(annotation: Any) -> Any:
 def option(default: Any, help: str, flag: str | None = None, view: bool = False) -> Any:
     """A config field carrying its help; `flag` (e.g. "--clips") gives it a command-line flag,
     `view` shares that flag with vidpeft-test and vidpeft-predict (how a test view is made)."""
-    factory = {"default_factory": (lambda: default)} if isinstance(default, (list, dict)) else {"default": default}
-    return field(**factory, metadata={"help": help, "flag": flag, "view": view})
+    return field(default=default, metadata={"help": help, "flag": flag, "view": view})
 
 
 class InvalidValue(UserError):

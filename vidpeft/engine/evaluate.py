@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.config import resolve_num_workers
-from ..data.dataset import worker_init
+from ..data.dataset import VideoDataset, worker_init
 from ..fileio import write_atomic
 from . import distributed as dist
 
@@ -81,8 +81,6 @@ def multi_view_test(model, samples, data_cfg, device, amp_context, views_per_bat
     """The multi-view test of a checkpoint on a list, written to `out` (vidpeft-train's eval.json, or
     vidpeft-test's eval_LIST_CxK.json): the metrics plus what was scored (`checkpoint`, `list`: absolute
     paths) and how the checkpoint was chosen (`selection`: model_selection, selected_on_test)."""
-    from ..data import VideoDataset
-
     dataset = VideoDataset(samples, "test", data_cfg, seed=0)
     result = evaluate(model, dataset, device, amp_context, views_per_batch=views_per_batch,
                       num_workers=data_cfg.num_workers)
