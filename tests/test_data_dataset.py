@@ -129,6 +129,7 @@ def test_pixel_batches_normalised_on_the_device_are_the_normalised_batches(data_
         assert torch.equal(normalizer(raw), clips)
         if erasing == 0:
             assert torch.equal(clips, (raw.float() / 255 - mean) / std)
+            assert raw.permute(0, 2, 3, 4, 1).is_contiguous()  # stacked as the crops lie: (B, T, S, S, 3)
 
 
 def test_a_missing_decoder_is_one_error_when_the_dataset_is_built(data_root, monkeypatch):

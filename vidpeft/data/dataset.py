@@ -34,11 +34,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
-from vidpeft.data.decode import VideoReadError, check_decoder, open_video
+from vidpeft.data.decode import DEVICE_DECODERS, VideoReadError, check_decoder, open_video
 from vidpeft.data.device_augment import PlannedClip, draw_plan
 from vidpeft.data.stages import lap
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
+from vidpeft.errors import UserError
 
 MODES = ("train", "val", "test")
 log = logging.getLogger("vidpeft.data")
@@ -102,14 +103,16 @@ class VideoDataset(Dataset):
 
     def _decode(self, path, item_seed: int) -> tuple[torch.Tensor, int]:
         """The frames of an item and its number of clips. The reader is released on return,
-        before the transform runs: a live decord reader keeps a thread busy (about a core)."""
+        before the transform runs: a live decord reader keeps a thread busy (about a core).
+        Frames a GPU decoder made stay on the GPU for --device-augment's training items (augmented
+        there); the CPU transforms get them on the CPU."""
         reader = open_video(path, self.cfg.decoder)
         if self.mode == "train":
             frames = reader.read(self.train_indices(reader.num_frames, item_seed))
             lap("decode: rest (all of it for decord, torchcodec)")
-            return frames, 1
+            return (frames if self.cfg.device_augment else frames.cpu()), 1
         indices = self._test_indices(reader.num_frames)
-        return reader.read(indices.reshape(-1)), len(indices)
+        return reader.read(indices.reshape(-1)).cpu(), len(indices)
 
     def view_plan(self, index: int) -> dict:
         """What the views of val/test item `index` are made of: the frame indices of each clip
@@ -169,7 +172,7 @@ def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: boo
     if planned:  # frames of any size, augmented on the training device (device_augment.apply_plans)
         inputs = [item[0] for item in readable]
     else:  # default_collate stacks straight into shared memory inside a loader worker (no copy on the way out)
-        inputs = default_collate([item[0] for item in readable]) if readable else None
+        inputs = stack_clips([item[0] for item in readable]) if readable else None
     lap("collate")
     return Batch(
         inputs=inputs.flatten(0, 1) if inputs is not None and repeated and not planned else inputs,
@@ -177,6 +180,16 @@ def collate(items: Sequence[tuple[torch.Tensor | None, int, int]], repeated: boo
         indices=torch.tensor([item[2] for item in readable], dtype=torch.int64).repeat_interleave(repeats),
         unreadable=[item[2] for item in items if item[0] is None],
     )
+
+
+def stack_clips(clips: list[torch.Tensor]) -> torch.Tensor:
+    """default_collate of the clips; (3, T, S, S) uint8 crops that lie in memory as (T, S, S, 3)
+    (TrainTransform's pixels) are stacked as they lie, one plain copy each, and the batch is the
+    (B, 3, T, S, S) view of that (ClipNormalizer's float conversion makes it contiguous): making
+    each crop (3, T, S, S)-contiguous first cost 0.5 ms per 8x224x224 clip on one core."""
+    if clips[0].ndim == 4 and clips[0].permute(1, 2, 3, 0).is_contiguous():
+        return default_collate([clip.permute(1, 2, 3, 0) for clip in clips]).permute(0, 4, 1, 2, 3)
+    return default_collate(clips)
 
 
 class EpochSampler(Sampler):
@@ -217,6 +230,9 @@ def build_loader(
 ) -> DataLoader:
     """A DataLoader yielding `Batch`es. `sampler` (e.g. DistributedSampler, which then does
     the shuffling) replaces the default order; `loader.sampler.set_epoch(e)` picks the epoch."""
+    if num_workers and dataset.cfg.decoder in DEVICE_DECODERS:
+        raise UserError(f"num_workers {num_workers}: decoder {dataset.cfg.decoder!r} decodes on the GPU in the "
+                        "training process, where loader workers cannot; use 0")
     repeated = dataset.mode == "train" and dataset.cfg.repeated_aug > 1
     return DataLoader(
         dataset, batch_size=batch_size,

@@ -1,15 +1,21 @@
-"""One interface over three decoders: PyAV (the default: the fastest in
-benchmarks/data_speed.py, wheels everywhere, every codec FFmpeg has), decord and TorchCodec
-(PyTorch's decoder; an optional extra that needs FFmpeg's shared libraries).
+"""One interface over four decoders: PyAV (the default: the fastest in
+benchmarks/data_speed.py, wheels everywhere, every codec FFmpeg has), decord, TorchCodec
+(PyTorch's decoder; an optional extra that needs FFmpeg's shared libraries) and NVDEC (NVIDIA's
+hardware decoder through PyNvVideoCodec; an optional extra that needs an NVIDIA GPU).
 
 `open_video(path, decoder)` returns a reader with `num_frames`, `fps` and
 `read(indices) -> uint8 tensor (T, H, W, 3)`; frames are numbered in presentation order
-from 0, the same way by every decoder. Anything that goes wrong while opening or reading
+from 0, the same way by every decoder. The decoders of DEVICE_DECODERS return the frames on the
+current CUDA device (the others on the CPU): they decode in the training process, never in a
+loader worker (a forked worker cannot use CUDA). Anything that goes wrong while opening or reading
 raises `VideoReadError`, whose message is one line naming the file and what to do; a
 decoder that is not installed raises `DecoderUnavailable` (one line saying how to get it).
 """
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +25,10 @@ import torch
 from vidpeft.data.stages import lap
 from vidpeft.errors import UserError
 
-DECODERS = ("decord", "pyav", "torchcodec")
+DECODERS = ("decord", "pyav", "torchcodec", "nvdec")
+DEVICE_DECODERS = ("nvdec",)  # frames decoded onto the GPU: in the training process, no loader workers
+NVDEC_BATCH = 64  # frames per PyNvVideoCodec call (its get_batch_frames_by_index refuses more)
+NVCUVID = "nvcuvid.dll" if os.name == "nt" else "libnvcuvid.so.1"  # NVDEC's library, part of the NVIDIA driver
 
 
 class VideoReadError(Exception):
@@ -91,6 +100,13 @@ class DecordReader:
         return torch.from_numpy(frames)
 
 
+# Opening a file, FFmpeg decodes frames to probe the stream (for H.264, up to 7 to guess its
+# reorder delay: 1.3 of the 1.4 ms an open cost on a 428x240 mp4); probing on keyframes only
+# cost 0.15 ms and leaves what the reader uses (timestamps, packets, rate) as it was. Only the
+# pixel format stays unknown until the first decoded frame, which carries its own.
+PROBE_OPTIONS = {"skip_frame": "nonkey"}
+
+
 class PyAVReader:
     """Demuxes the file once at open (no decoding) and keeps its packets: frame i is the one with
     the i-th presentation timestamp. read() decodes those packets from the last keyframe before
@@ -101,10 +117,14 @@ class PyAVReader:
 
     def __init__(self, path: Path) -> None:
         import av
+        from av.video.reformatter import VideoReformatter
 
         self.path = path
+        # one colour converter for all frames: frame.to_ndarray(format=...) sets up a new
+        # swscale context per frame, half of its 0.3 ms on a 428x240 frame
+        self._rgb = VideoReformatter()
         try:
-            self._container = av.open(str(path))
+            self._container = av.open(str(path), options=PROBE_OPTIONS)
             if not self._container.streams.video:
                 raise VideoReadError(path, "it has no video stream")
             stream = self._container.streams.video[0]
@@ -138,7 +158,8 @@ class PyAVReader:
             raise
         except Exception as error:
             raise VideoReadError(self.path, f"PyAV failed while decoding ({_first_line(error)})") from None
-        return torch.from_numpy(np.stack(frames)[inverse])
+        frames = np.stack(frames)
+        return torch.from_numpy(frames if len(wanted) == len(indices) and (wanted == indices).all() else frames[inverse])
 
     def _keyframe_before(self, pts: int) -> int:
         """Position (decode order) of the last keyframe presented at or before `pts`; 0 if none."""
@@ -165,7 +186,7 @@ class PyAVReader:
                 started = True
                 n = targets.get(frame.pts)
                 if n is not None and decoded[n] is None:
-                    decoded[n] = frame.to_ndarray(format="rgb24")
+                    decoded[n] = self._rgb.reformat(frame, format="rgb24").to_ndarray()
                     found += 1
                     lap("decode: colour conversion")
             if found == len(wanted):
@@ -179,10 +200,10 @@ class PyAVReader:
 
         decoded: list[np.ndarray] = []
         last = int(wanted[-1])
-        with av.open(str(self.path)) as container:
+        with av.open(str(self.path), options=PROBE_OPTIONS) as container:
             for number, frame in enumerate(container.decode(video=0)):
                 if number == wanted[len(decoded)]:
-                    decoded.append(frame.to_ndarray(format="rgb24"))
+                    decoded.append(self._rgb.reformat(frame, format="rgb24").to_ndarray())
                     if number == last:
                         break
         if len(decoded) < len(wanted):
@@ -217,6 +238,98 @@ class TorchCodecReader:
             raise VideoReadError(self.path, f"torchcodec failed while decoding ({_first_line(error)})") from None
 
 
+class NvdecReader:
+    """NVIDIA's hardware decoder through PyNvVideoCodec's SimpleDecoder: it indexes the file's
+    keyframes (a scan, no decoding), seeks to the keyframe before each wanted frame, decodes on the
+    GPU and converts to RGB there (its own conversion, not FFmpeg's: README "Decoders and loader
+    speed"). read() returns the frames on the current CUDA device. A process keeps one decoder per
+    device and points it at each file it opens (creating an NVDEC session costs more than a clip)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            decoder = nvdec_session(path)
+            self.num_frames = len(decoder)
+            self.fps = float(decoder.get_stream_metadata().average_fps or 0)
+        except Exception as error:  # PyNvVideoCodec raises RuntimeError / ValueError from its demuxer
+            raise VideoReadError(path, f"PyNvVideoCodec cannot open it ({_first_line(error)})") from None
+        _require_frames(path, self.num_frames)
+
+    def read(self, indices: np.ndarray) -> torch.Tensor:
+        indices = _check_indices(self.path, indices, self.num_frames)
+        wanted, inverse = np.unique(indices, return_inverse=True)
+        chunks = []
+        try:
+            decoder = nvdec_session(self.path)
+            for start in range(0, len(wanted), NVDEC_BATCH):
+                asked = wanted[start:start + NVDEC_BATCH].tolist()
+                frames = decoder.get_batch_frames_by_index(asked)
+                if len(frames) != len(asked):
+                    raise VideoReadError(self.path, f"PyNvVideoCodec returned {len(frames)} of the frames "
+                                         f"{asked[0]}..{asked[-1]} ({len(asked)}); truncated or corrupt file?")
+                chunks.append(torch.stack([torch.from_dlpack(frame) for frame in frames]))
+                # the decoder reuses the frames' memory at its next call: the copy above must be done by then
+                torch.cuda.current_stream().synchronize()
+        except VideoReadError:
+            raise
+        except Exception as error:
+            raise VideoReadError(self.path, f"PyNvVideoCodec failed while decoding ({_first_line(error)})") from None
+        frames = torch.cat(chunks)
+        return frames[torch.from_numpy(inverse).to(frames.device)]
+
+
+_NVDEC_SESSIONS: dict[int, list] = {}  # CUDA device index -> [SimpleDecoder, the file it reads]
+
+
+def nvdec_session(path: Path):
+    """This process's PyNvVideoCodec SimpleDecoder on the current CUDA device, reading `path`
+    (open_video has checked that PyNvVideoCodec loads)."""
+    import PyNvVideoCodec as nvc
+
+    device = torch.cuda.current_device()
+    session = _NVDEC_SESSIONS.get(device)
+    if session is None:
+        decoder = nvc.SimpleDecoder(str(path), gpu_id=device, use_device_memory=True,
+                                    need_scanned_stream_metadata=True,  # the keyframe index it seeks by
+                                    output_color_type=nvc.OutputColorType.RGB)
+        _NVDEC_SESSIONS[device] = session = [decoder, path]
+    elif session[1] != path:
+        del _NVDEC_SESSIONS[device]  # if `path` cannot be opened, the next file gets a fresh decoder
+        session[0].reconfigure_decoder(str(path))
+        _NVDEC_SESSIONS[device] = session = [session[0], path]
+    return session[0]
+
+
+def nvdec_module():
+    """PyNvVideoCodec, or DecoderUnavailable saying what is missing: the package, a CUDA device,
+    NVDEC's driver library, or whatever stops PyNvVideoCodec from loading."""
+    if not _installed("PyNvVideoCodec"):
+        raise DecoderUnavailable("nvdec", "PyNvVideoCodec is not installed; pip install 'vidpeft[nvdec]' "
+                                 "on a machine with an NVIDIA GPU and driver")
+    if not torch.cuda.is_available():
+        raise DecoderUnavailable("nvdec", "no CUDA device (torch.cuda.is_available() is False): NVDEC decodes "
+                                 "on an NVIDIA GPU, with a CUDA build of torch")
+    try:
+        ctypes.CDLL(NVCUVID)
+    except OSError:
+        raise DecoderUnavailable("nvdec", f"NVDEC's library {NVCUVID} cannot be loaded; it comes with the NVIDIA "
+                                 "driver (in a container, start it with NVIDIA_DRIVER_CAPABILITIES="
+                                 "compute,utility,video)") from None
+    try:
+        import PyNvVideoCodec
+    except Exception as error:  # noqa: BLE001 - its RuntimeError carries many lines of troubleshooting
+        raise DecoderUnavailable("nvdec", f"PyNvVideoCodec cannot load ({_first_line(error)}); it needs "
+                                 "the NVIDIA driver's video libraries (libnvcuvid, libnvidia-encode)") from None
+    return PyNvVideoCodec
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a None entry in sys.modules (blocked, as in the tests)
+        return False
+
+
 def torchcodec_decoder():
     """torchcodec's VideoDecoder class, or DecoderUnavailable saying what is missing."""
     try:
@@ -240,6 +353,8 @@ def check_decoder(decoder: str) -> None:
         raise UserError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
     if decoder == "torchcodec":
         torchcodec_decoder()
+    elif decoder == "nvdec":
+        nvdec_module()
     elif decoder == "decord":
         try:
             import decord  # noqa: F401
@@ -260,7 +375,7 @@ def available_decoders() -> list[str]:
     return found
 
 
-READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader}
+READERS = {"decord": DecordReader, "pyav": PyAVReader, "torchcodec": TorchCodecReader, "nvdec": NvdecReader}
 
 
 def open_video(path: str | Path, decoder: str = "pyav") -> VideoReader:

@@ -234,10 +234,8 @@ class TrainTransform:
             lap("RandAugment")
         video = self.augment(_as_video(frames)).as_subclass(torch.Tensor)
         lap("crop + resize (+ flip)")
-        if self.erase is None and self.pixels:
-            video = video.transpose(0, 1).contiguous()
-            lap("layout (3, T, S, S)")
-            return video
+        if self.erase is None and self.pixels:  # a view of the (T, S, S, 3) pixels: collate stacks them as they lie
+            return video.transpose(0, 1)
         if self.erase is None:
             video = normalize(video.transpose(0, 1), self.mean, self.std, channel_dim=0)
             lap("normalise")
