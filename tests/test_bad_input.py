@@ -11,6 +11,7 @@ import pytest
 
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import train as train_cli
+from vidpeft.data.decode import available_decoders
 from vidpeft.synthetic import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +49,10 @@ CASES = [
     ("train", [*TRAIN, "--data", "{root}/data", "--temporal", "middle"], "--temporal 'middle'; must be one of"),
     ("train", [*TRAIN, "--data", "{root}/data", "--decoder", "ffmpeg"], "--decoder 'ffmpeg'; must be one of"),
     ("train", [*TRAIN, "--data", "{root}/data", "--num-workers", "-1"], "--num-workers -1; must be >= 0 or auto"),
+    ("train", [*TRAIN, "--data", "{root}/data", "--decoder", "nvdec", "--num-workers", "2"],
+     "--num-workers 2: decoder 'nvdec' decodes on the GPU in the training process"),
+    *([("train", [*TRAIN, "--data", "{root}/data", "--decoder", "nvdec"], "error: decoder 'nvdec' is not available: ")]
+      if "nvdec" not in available_decoders() else []),  # where it is, test_data_decode.py runs it
     ("train", [*TRAIN, "--data", "{root}/data", "--set", "train.warmup_epoch=5"],
      "unknown key train.warmup_epoch; did you mean train.warmup_epochs?"),
     ("train", [*TRAIN, "--data", "{root}/data", "--set", "foo.bar=1"], "--set foo.bar: unknown section 'foo'"),

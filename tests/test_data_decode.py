@@ -1,7 +1,9 @@
 """Every decoder on real encoded files: same frames, frame numbers as asked, clear errors.
 
 TorchCodec is an optional extra (it needs FFmpeg's shared libraries): its tests run where it
-loads; where it does not, the test of its one-line error runs instead."""
+loads; where it does not, the test of its one-line error runs instead. NVDEC (PyNvVideoCodec,
+NVIDIA GPUs) likewise: its tests (`-k nvdec`, run by benchmarks/gpu_check.sh) read the same files
+against PyAV where CUDA and PyNvVideoCodec are present; its one-line errors are tested everywhere."""
 import subprocess
 import sys
 from fractions import Fraction
@@ -18,7 +20,7 @@ from vidpeft.data.pattern_video import counter_frames, frame_number, write_video
 FRAMES = 40
 HAVE = available_decoders()
 needs_torchcodec = pytest.mark.skipif("torchcodec" not in HAVE, reason="torchcodec or FFmpeg's libraries not installed")
-ALL = [pytest.param(d, marks=needs_torchcodec) if d == "torchcodec" else d for d in DECODERS]
+ALL = [pytest.param(d, marks=needs_torchcodec) if d == "torchcodec" else d for d in DECODERS if d != "nvdec"]
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +186,199 @@ def test_check_decoder_accepts_every_available_one():
     for decoder in HAVE:
         check_decoder(decoder)
     assert {"pyav"} <= set(HAVE)
+
+
+# ---- nvdec: NVIDIA's hardware decoder (PyNvVideoCodec); frames come back on the GPU ----
+def _unavailable(decoder: str) -> str:
+    """Why `decoder` cannot run here (its one-line error), or '' where it can."""
+    try:
+        check_decoder(decoder)
+    except DecoderUnavailable as error:
+        return str(error)
+    return ""
+
+
+needs_nvdec = pytest.mark.skipif(bool(_unavailable("nvdec")), reason=_unavailable("nvdec"))
+# the documented tolerance of NVDEC's YUV->RGB conversion against FFmpeg's (PyAV): mean absolute difference per pixel
+NVDEC_MEAN_TOLERANCE = 2.0
+
+
+def _nvdec_read(path, indices) -> torch.Tensor:
+    frames = open_video(path, "nvdec").read(np.asarray(indices))
+    assert frames.device.type == "cuda" and frames.dtype == torch.uint8
+    return frames.cpu()
+
+
+@needs_nvdec
+@pytest.mark.parametrize("kind", ["mp4", "webm", "avi", "odd", "vfr"])
+def test_nvdec_reads_the_frames_asked_for(videos, kind):
+    reader = open_video(videos[kind], "nvdec")
+    assert reader.num_frames == FRAMES
+    if kind != "vfr":
+        assert reader.fps == pytest.approx(25.0)
+    indices = [39, 3, 3, 0, 17, 39]  # unsorted, repeated, last frame
+    frames = _nvdec_read(videos[kind], indices)
+    assert frames.shape == (6, *((67, 97) if kind == "odd" else (64, 96)), 3)
+    assert [frame_number(f) for f in frames] == indices
+
+
+def _difference(ours: torch.Tensor, reference: torch.Tensor, what: str) -> float:
+    """Mean absolute pixel difference (printed with its maximum: the GPU check's log records them)."""
+    difference = (ours.float() - reference.float()).abs()
+    print(f"nvdec against pyav, {what}: mean absolute difference {difference.mean():.3f}, "
+          f"max {difference.max():.0f} (of 255)")
+    return float(difference.mean())
+
+
+@needs_nvdec
+@pytest.mark.parametrize("kind", ["mp4", "webm", "avi", "odd", "vfr", "natural"])
+def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, kind):
+    """The same frames as PyAV for the same indices; pixels within NVDEC's colour conversion."""
+    if kind == "natural":  # textured moving content at a K400-like size, as vidpeft-prep encodes it
+        from vidpeft.prep.transcode import EncodeSettings
+        from vidpeft.synthetic import render
+
+        rendered = render("rotate_cw", np.random.default_rng(0), (320, 180), FRAMES)
+        path = write_video(tmp_path / "natural.mp4", rendered, options=EncodeSettings().x264_options())
+        indices = np.array([0, 5, 6, 20, 21, 38, 39, 5])
+    else:
+        path, indices = videos[kind], np.array([0, 5, 6, 20, 21, 38, 39, 5])
+        assert [frame_number(f) for f in _nvdec_read(path, indices)] == indices.tolist()
+    reference = open_video(path, "pyav").read(indices)
+    assert _difference(_nvdec_read(path, indices), reference, kind) < NVDEC_MEAN_TOLERANCE
+
+
+@needs_nvdec
+def test_nvdec_seeks_frame_exactly_in_long_videos(tmp_path):
+    """Keyframes 30 frames apart with B-frames: every clip (and one read of more frames than one
+    PyNvVideoCodec call takes) holds the frames asked for, as PyAV's do."""
+    path = write_video(tmp_path / "long.mp4", counter_frames(160, 64, 96), options={"g": "30", "bf": "3"})
+    reader = open_video(path, "nvdec")
+    rng = np.random.default_rng(0)
+    for start in [0, 29, 30, 31, 59, 60, 121, *rng.integers(0, 130, 8).tolist()]:
+        indices = np.arange(start, start + 29, 4)
+        assert [frame_number(f) for f in reader.read(indices).cpu()] == indices.tolist()
+    everything = np.arange(159, -1, -1)  # 160 frames, backwards: three calls of at most 64
+    assert [frame_number(f) for f in reader.read(everything).cpu()] == everything.tolist()
+
+
+@needs_nvdec
+def test_nvdec_readers_of_different_files_interleave(videos):
+    """One decoder per process is pointed at each file: readers opened together still read their own."""
+    mp4, odd = open_video(videos["mp4"], "nvdec"), open_video(videos["odd"], "nvdec")
+    for reader, size, indices in [(mp4, (64, 96), [1, 2]), (odd, (67, 97), [30]), (mp4, (64, 96), [39, 0])]:
+        frames = reader.read(np.array(indices)).cpu()
+        assert frames.shape[1:3] == size and [frame_number(f) for f in frames] == indices
+
+
+@needs_nvdec
+def test_nvdec_unreadable_files_raise_one_line_naming_them(videos, tmp_path):
+    for path in (videos["corrupt"], tmp_path / "absent.mp4"):
+        with pytest.raises(VideoReadError) as error:
+            open_video(path, "nvdec")
+        assert str(error.value).startswith(f"cannot read video {path}: ") and "\n" not in str(error.value)
+    assert [frame_number(f) for f in _nvdec_read(videos["mp4"], [7])] == [7]  # and the next file reads
+
+
+@needs_nvdec
+def test_nvdec_dataset_items_as_pyav_device_augment_keeps_frames_on_the_gpu(videos):
+    """Through VideoDataset: with --device-augment the frames stay on the GPU (the plans the same as
+    PyAV's); the CPU transforms and the test views get them on the CPU."""
+    from vidpeft.data import DataConfig, Sample, VideoDataset
+
+    samples = [Sample(videos["mp4"], 0), Sample(videos["webm"], 1)]
+    cfg = DataConfig(frames=4, stride=2, input_size=32)
+    for device_augment in (True, False):
+        ours, theirs = (VideoDataset(samples, "train", cfg.override(decoder=d, device_augment=device_augment),
+                                     pixels=True) for d in ("nvdec", "pyav"))
+        for key in [(0, 0), (3, 1)]:
+            (item, label, _), (reference, label_ref, _) = ours[key], theirs[key]
+            assert label == label_ref
+            if device_augment:
+                assert item.frames.device.type == "cuda" and item.plans == reference.plans
+                assert [frame_number(f) for f in item.frames.cpu()] == [frame_number(f) for f in reference.frames]
+            else:
+                assert item.device.type == "cpu" and item.shape == reference.shape
+    views = VideoDataset(samples, "test", cfg.override(decoder="nvdec", test_clips=2, test_crops=1))[0][0]
+    assert views.device.type == "cpu" and views.shape == (2, 3, 4, 32, 32)
+
+
+def _block_nvdec(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)  # what an absent package looks like to import
+
+
+def _nvdec_error(videos) -> str:
+    with pytest.raises(DecoderUnavailable) as error:
+        open_video(videos["mp4"], "nvdec")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("decoder 'nvdec' is not available: ")
+    return message
+
+
+def test_nvdec_not_installed_is_a_one_line_error(videos, monkeypatch):
+    _block_nvdec(monkeypatch)
+    assert "PyNvVideoCodec is not installed; pip install 'vidpeft[nvdec]'" in _nvdec_error(videos)
+    assert "nvdec" not in available_decoders()
+
+
+def _installed_nvdec(monkeypatch, cuda: bool, nvcuvid: bool) -> None:
+    """As if PyNvVideoCodec were installed, on a machine with or without a CUDA device and NVDEC's library."""
+    import ctypes
+    import importlib.util
+
+    from vidpeft.data import decode
+
+    real_find_spec, real_cdll = importlib.util.find_spec, ctypes.CDLL
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "PyNvVideoCodec"
+                        else real_find_spec(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+
+    def cdll(name, *args, **kwargs):
+        if name == decode.NVCUVID and not nvcuvid:
+            raise OSError(f"{name}: cannot open shared object file: No such file or directory")
+        return object() if name == decode.NVCUVID else real_cdll(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+
+
+def test_nvdec_without_a_cuda_device_is_a_one_line_error(videos, monkeypatch):
+    _installed_nvdec(monkeypatch, cuda=False, nvcuvid=True)
+    assert "no CUDA device" in _nvdec_error(videos)
+
+
+def test_nvdec_without_the_drivers_video_library_is_a_one_line_error(videos, monkeypatch):
+    _installed_nvdec(monkeypatch, cuda=True, nvcuvid=False)
+    message = _nvdec_error(videos)
+    assert "libnvcuvid.so.1 cannot be loaded" in message and "NVIDIA driver" in message
+
+
+def test_nvdec_that_fails_to_load_is_a_one_line_error(videos, monkeypatch):
+    """PyNvVideoCodec raises a RuntimeError of many lines when the driver's libraries are missing."""
+    _installed_nvdec(monkeypatch, cuda=True, nvcuvid=True)
+
+    class Failing:
+        def find_spec(self, name, path=None, target=None):
+            if name == "PyNvVideoCodec":
+                raise RuntimeError("Failed to load NVENC library: libnvidia-encode.so.1: cannot open shared "
+                                   "object file\n\n=== TROUBLESHOOTING STEPS ===\n...")
+            return None
+
+    monkeypatch.delitem(sys.modules, "PyNvVideoCodec", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Failing(), *sys.meta_path])
+    message = _nvdec_error(videos)
+    assert "PyNvVideoCodec cannot load (RuntimeError: Failed to load NVENC library: libnvidia-encode.so.1" in message
+
+
+def test_nvdec_decodes_in_the_training_process(monkeypatch, videos):
+    """No loader workers with a GPU decoder: auto resolves to 0, a number is refused in one line."""
+    from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader
+    from vidpeft.data.config import resolve_num_workers
+    from vidpeft.errors import UserError
+
+    assert resolve_num_workers(None, "nvdec") == 0 and resolve_num_workers(None, "pyav") >= 1
+    with pytest.raises(UserError, match="^data.num_workers: 2: decoder 'nvdec' decodes on the GPU in the training"):
+        DataConfig(decoder="nvdec", num_workers=2)
+    monkeypatch.setattr("vidpeft.data.dataset.check_decoder", lambda decoder: None)  # as where nvdec is available
+    dataset = VideoDataset([Sample(videos["mp4"], 0)], "train", DataConfig(decoder="nvdec", num_workers=0))
+    with pytest.raises(UserError, match="^num_workers 2: decoder 'nvdec' decodes on the GPU"):
+        build_loader(dataset, 1, num_workers=2)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 from vidpeft.config.values import check_known, coerce_fields, option, require
-from vidpeft.data.decode import DECODERS
+from vidpeft.data.decode import DECODERS, DEVICE_DECODERS
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL
 from vidpeft.data.transforms import IMAGENET_MEAN, IMAGENET_STD, parse_randaugment
 
@@ -53,11 +53,12 @@ class DataConfig:
                                   "--device-augment")
     mean: tuple[float, float, float] = option(IMAGENET_MEAN, "input mean (R, G, B) of the pretrained weights")
     std: tuple[float, float, float] = option(IMAGENET_STD, "input std (R, G, B) of the pretrained weights")
-    decoder: str = option("pyav", "video decoder: pyav (default; the fastest in benchmarks/data_speed.py), decord "
-                          "or torchcodec (optional extra)", "--decoder", view=True)
+    decoder: str = option("pyav", "video decoder: pyav (default; the fastest in benchmarks/data_speed.py), decord, "
+                          "torchcodec (optional extra) or nvdec (NVIDIA GPUs, optional extra; decodes in the "
+                          "training process: no loader workers)", "--decoder", view=True)
     num_workers: int | None = option(None, "data loader worker processes; auto (unset): the CPU cores this process "
                                      "may run on / the training processes on this machine (LOCAL_WORLD_SIZE), "
-                                     f"at least 1, at most {MAX_AUTO_WORKERS}", "--num-workers")
+                                     f"at least 1, at most {MAX_AUTO_WORKERS}; 0 with nvdec", "--num-workers")
     test_clips: int = option(4, "temporal clips per test video", "--clips", view=True)
     test_crops: int = option(3, "spatial crops per test clip (1 = centre, 3 = left/centre/right)", "--crops", view=True)
     test_temporal: str = option("centred", "where the test clips sit: videomae (first to last frame, VideoMAE / "
@@ -82,6 +83,9 @@ class DataConfig:
             require(config_key(name), getattr(self, name) >= 1, f"{getattr(self, name)}; must be at least 1")
         require("data.num_workers", self.num_workers is None or self.num_workers >= 0,
                 f"{self.num_workers}; must be >= 0 or auto")
+        require("data.num_workers", not (self.num_workers and self.decoder in DEVICE_DECODERS),
+                f"{self.num_workers}: decoder {self.decoder!r} decodes on the GPU in the training process, where "
+                "loader workers cannot; use 0 or auto (which is 0 for it)")
         require("data.random_erasing", 0.0 <= self.random_erasing <= 1.0,
                 f"{self.random_erasing}; a probability, between 0 and 1")
         require("data.mean", len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (R, G, B)")
@@ -123,12 +127,15 @@ class DataConfig:
                 "test": {key: values[name] for key, name in TEST_KEYS.items()}}
 
 
-def resolve_num_workers(num_workers: int | None) -> int:
-    """Loader workers of this process: `num_workers` when set; auto (None): the CPU cores this process may
+def resolve_num_workers(num_workers: int | None, decoder: str = "pyav") -> int:
+    """Loader workers of this process: `num_workers` when set; auto (None): 0 for a decoder of
+    DEVICE_DECODERS (it decodes on the GPU, in this process), else the CPU cores this process may
     run on, shared among the training processes of this machine (torchrun's LOCAL_WORLD_SIZE), at least 1
     and at most MAX_AUTO_WORKERS (one worker's clips scale with workers up to the cores, data_speed.py)."""
     if num_workers is not None:
         return num_workers
+    if decoder in DEVICE_DECODERS:
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(MAX_AUTO_WORKERS, cores // processes))

@@ -36,7 +36,7 @@ def evaluate(model, dataset, device, amp_context, views_per_batch: int = 8, num_
 
     model.eval()
     share = list(range(dist.rank(), len(dataset), dist.world_size()))
-    num_workers = resolve_num_workers(num_workers)  # None: auto
+    num_workers = resolve_num_workers(num_workers, dataset.cfg.decoder)  # None: auto
     loader = DataLoader(torch.utils.data.Subset(dataset, share), batch_size=None, shuffle=False,
                         num_workers=num_workers, worker_init_fn=worker_init if num_workers else None)
     scored, unreadable = [], []

@@ -135,8 +135,9 @@ def build_loaders(cfg: RunConfig, lists: RunLists) -> Loaders:
     drop_last = len(train_set) >= batch * dist.world_size()
     sampler = (DistributedSampler(train_set, shuffle=True, seed=seed, drop_last=drop_last)
                if dist.is_distributed() else None)
-    loader = build_loader(train_set, batch, shuffle=True, num_workers=resolve_num_workers(cfg.data.num_workers),
-                          sampler=sampler, seed=seed, drop_last=drop_last)
+    workers = resolve_num_workers(cfg.data.num_workers, cfg.data.decoder)
+    loader = build_loader(train_set, batch, shuffle=True, num_workers=workers, sampler=sampler, seed=seed,
+                          drop_last=drop_last)
     return Loaders(loader, val_set, batch, accumulation, max(1, len(loader) // accumulation))
 
 

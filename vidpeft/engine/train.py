@@ -60,7 +60,9 @@ def announce(cfg: RunConfig, lists: RunLists, steps_per_epoch: int) -> None:
     print(f"work dir: {cfg.work_dir}\neffective batch {r.effective_batch_size} = world size {r.world_size} x batch "
           f"{r.batch_size} x accumulation {r.accumulation}; lr {r.lr:.4g}; {steps_per_epoch} steps per epoch",
           flush=True)
-    how = "auto: CPU cores / training processes on this machine" if cfg.data.num_workers is None else "data.num_workers"
+    how = ("data.num_workers" if cfg.data.num_workers is not None else
+           f"auto: decoder {cfg.data.decoder} decodes in the training process" if r.num_workers == 0 else
+           "auto: CPU cores / training processes on this machine")
     print(f"loader: {r.num_workers} worker(s) per training process ({how})", flush=True)
     if train.warmup_epochs >= train.epochs:
         print(f"warning: {train.warmup_epochs:g} warm-up epochs with {train.epochs} epochs: the learning rate "
