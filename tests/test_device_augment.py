@@ -16,9 +16,11 @@ from timm.data import auto_augment
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import train as train_cli
 from vidpeft.config.recipes import load_recipe
+from vidpeft.config.run import RunConfig
 from vidpeft.data import ClipNormalizer, DataConfig, VideoDataset, read_annotations
 from vidpeft.data.device_augment import RAND_OPS, PlannedClip, apply_plans
 from vidpeft.data.transforms import _FILL, RAND_OPS as TIMM_OPS
+from vidpeft.engine import setup
 from vidpeft.synthetic import make_dataset
 
 
@@ -112,3 +114,21 @@ def test_vidpeft_train_with_device_augment_learns_what_the_worker_path_learns(da
             return [row["train_loss"] for row in csv.DictReader(f)]
 
     assert losses(tmp_path / "device", "--device-augment") == losses(tmp_path / "worker")
+
+
+def test_auto_augments_on_the_device_when_training_on_a_gpu(data, tmp_path):
+    """data.device_augment auto (the recipes' default): vidpeft-train on this CPU augments in the loader and
+    records it; the same run's loaders built for a CUDA device hand over frames with their plans."""
+    work = tmp_path / "run"
+    assert train_cli.main(["--backbone", "videomae-micro", "--method", "lora", "--data", str(data), "--work-dir",
+                           str(work), "--epochs", "1", "--frames", "4", "--stride", "2", "--input-size", "32",
+                           "--num-workers", "0", "--batch-size", "2", "--clips", "1", "--crops", "1", "--amp", "none",
+                           "--eval-every", "0"]) == 0
+    cfg = RunConfig.read(work / "config.yaml")
+    assert cfg.data.device_augment is None and cfg.resolved.device_augment is False
+    lists = setup.read_lists(cfg)
+    for device_type, planned in (("cpu", False), ("cuda", True)):
+        dataset = setup.build_loaders(cfg, lists, device_type).train.dataset
+        assert isinstance(dataset[(0, 0)][0], PlannedClip) == planned
+    forced = replace(cfg, data=replace(cfg.data, device_augment=False))
+    assert not isinstance(setup.build_loaders(forced, lists, "cuda").train.dataset[(0, 0)][0], PlannedClip)

@@ -48,6 +48,7 @@ class Resolved:
     precision: str
     num_workers: int | None = None  # the training loader's workers (data.num_workers auto resolved); None: not recorded
     compile: bool | None = None  # whether the model was compiled (train.compile, auto: on CUDA); None: not recorded
+    device_augment: bool | None = None  # whether training clips were augmented on the device (data.device_augment, auto: on CUDA)
 
 
 @dataclass(frozen=True)

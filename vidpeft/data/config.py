@@ -47,10 +47,11 @@ class DataConfig:
     randaugment: str | None = option(None, "timm RandAugment spec, e.g. rand-m7-n4-mstd0.5-inc1 (same ops on every frame)")
     random_erasing: float = option(0.0, "random erasing probability")
     repeated_aug: int = option(1, "training: augmented clips per decoded video (VideoMAE --num_sample)")
-    device_augment: bool = option(False, "augment training clips on the training device: the loader workers decode "
-                                  "and draw the random choices; RandAugment, crop, resize, flip, normalisation and "
-                                  "erasing run where the model does (the same draws as on the CPU)",
-                                  "--device-augment")
+    device_augment: bool | None = option(None, "augment training clips on the training device: the loader workers "
+                                         "decode and draw the random choices; RandAugment, crop, resize, flip, "
+                                         "normalisation and erasing run where the model does (the same draws as on "
+                                         "the CPU); auto (unset): on when training on a GPU, off on a CPU",
+                                         "--device-augment")
     mean: tuple[float, float, float] = option(IMAGENET_MEAN, "input mean (R, G, B) of the pretrained weights")
     std: tuple[float, float, float] = option(IMAGENET_STD, "input std (R, G, B) of the pretrained weights")
     decoder: str = option("pyav", "video decoder: pyav (default; the fastest in benchmarks/data_speed.py), decord, "
@@ -67,8 +68,9 @@ class DataConfig:
     dataset: str | None = option(None, "e.g. ssv2: some datasets forbid some augmentations")
 
     def __post_init__(self) -> None:
-        if self.num_workers == "auto":
-            object.__setattr__(self, "num_workers", None)
+        for name in ("num_workers", "device_augment"):
+            if getattr(self, name) == "auto":
+                object.__setattr__(self, name, None)
         coerce_fields(self, "data")
         for name in ("scales", "rrc_scale", "rrc_ratio", "mean", "std"):
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
@@ -105,6 +107,11 @@ class DataConfig:
         temporal = {"stride": self.stride} if self.sampling == "dense" else {"segments": self.frames}
         return {"frames": self.frames, **temporal, "clips": self.test_clips, "crops": self.test_crops,
                 "temporal": self.test_temporal}
+
+    def augments_on_device(self, device_type: str) -> bool:
+        """Whether vidpeft-train augments on its device: as set, else (auto) on CUDA, where a worker's CPU is
+        what runs out (the videomae recipe's RandAugment took 80-90 % of it) and the device has time to spare."""
+        return self.device_augment if self.device_augment is not None else device_type == "cuda"
 
     def override(self, **options: Any) -> "DataConfig":
         """A copy with the given options changed; None values (unset CLI options) are ignored."""

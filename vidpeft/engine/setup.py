@@ -123,11 +123,13 @@ def check_input_fits(model: nn.Module, data: DataConfig) -> None:
             raise UserError(f"{flag} {value}: {backbone} needs a multiple of {step} (e.g. {nearby})")
 
 
-def build_loaders(cfg: RunConfig, lists: RunLists) -> Loaders:
-    """uint8 training clips from the workers (normalised on the device by the Trainer); validation
-    picks the best epoch: one centred view per video unless the recipe says otherwise."""
+def build_loaders(cfg: RunConfig, lists: RunLists, device_type: str) -> Loaders:
+    """uint8 training clips from the workers (normalised on the device by the Trainer), or decoded frames and
+    their augmentation plans where the run augments on its device; validation picks the best epoch: one
+    centred view per video unless the recipe says otherwise."""
     train, seed = cfg.train, cfg.train.seed
-    train_set = VideoDataset(lists.train, "train", cfg.data, seed=seed, strict=train.strict, pixels=True)
+    train_data = replace(cfg.data, device_augment=cfg.data.augments_on_device(device_type))
+    train_set = VideoDataset(lists.train, "train", train_data, seed=seed, strict=train.strict, pixels=True)
     val_data = replace(cfg.data, test_clips=train.val_clips, test_crops=train.val_crops,
                        test_temporal=train.val_temporal)
     val_set = VideoDataset(lists.val, "val", val_data, seed=seed) if lists.val is not None else None
@@ -156,5 +158,6 @@ def build_optimisation(cfg: RunConfig, model: nn.Module, loaders: Loaders, num_c
                         num_classes=num_classes) if train.mixup > 0 or train.cutmix > 0 else None)
     resolved = Resolved(world_size=dist.world_size(), batch_size=loaders.batch_size, accumulation=loaders.accumulation,
                         effective_batch_size=effective_batch, lr=lr, precision=precision_name(amp_context),
-                        num_workers=loaders.train.num_workers, compile=train.compiles(device.type))
+                        num_workers=loaders.train.num_workers, compile=train.compiles(device.type),
+                        device_augment=cfg.data.augments_on_device(device.type))
     return Optimisation(optimizer, scheduler, amp_context, scaler, mixup), resolved

@@ -23,7 +23,7 @@ def run(cfg: RunConfig) -> dict:
         seed_everything(cfg.train.seed)
         lists = read_lists(cfg)
         model = build_run_model(cfg, lists.labels, device)
-        loaders = build_loaders(cfg, lists)
+        loaders = build_loaders(cfg, lists, device.type)
         optimisation, resolved = build_optimisation(cfg, model, loaders, len(lists.labels), device)
         cfg = replace(cfg, resolved=resolved)
         trainer = Trainer(cfg, model, optimisation, loaders, device)
@@ -63,7 +63,9 @@ def announce(cfg: RunConfig, lists: RunLists, steps_per_epoch: int) -> None:
     how = ("data.num_workers" if cfg.data.num_workers is not None else
            f"auto: decoder {cfg.data.decoder} decodes in the training process" if r.num_workers == 0 else
            "auto: CPU cores / training processes on this machine")
-    print(f"loader: {r.num_workers} worker(s) per training process ({how})", flush=True)
+    print(f"loader: {r.num_workers} worker(s) per training process ({how}); augmentation "
+          f"{'on the training device' if r.device_augment else 'in the loader'}"
+          f"{' (data.device_augment)' if cfg.data.device_augment is not None else ' (auto: on a GPU)'}", flush=True)
     if train.warmup_epochs >= train.epochs:
         print(f"warning: {train.warmup_epochs:g} warm-up epochs with {train.epochs} epochs: the learning rate "
               "never leaves the warm-up (lower --warmup-epochs)")
