@@ -17,6 +17,10 @@ count; the scaling efficiency at each count above 1 (N workers' rate / N x one w
 worker's clips per CPU-second (benchmarks/clip_cost.py's measure: the worker's work in this process
 on one thread), with and without --device-augment; and the device side of --device-augment
 (`vidpeft.data.device_augment.apply_plans` on the model's device, CUDA synchronised) in ms per clip.
+A GPU decoder (`nvdec`, where it is available) decodes in the training process, so it is not in
+the worker table: its own line gives its clips/s with 0 workers, with the CPU transforms and with
+--device-augment (frames and augmentation stay on the GPU), against `DEFAULT+device` at the most
+workers, alternating; in training its decoding adds to each step (nothing overlaps it).
 
 Every rate is a median over `--rounds` rounds, and the settings compared with each other
 (decoders; vidpeft and mmaction2) alternate within each round, in reversed order every other
@@ -62,7 +66,7 @@ from torch.utils.data import DataLoader, Dataset
 from vidpeft.config.recipes import RECIPES_DIR, load_recipe
 from vidpeft.data import DataConfig, Sample, VideoDataset, build_loader
 from vidpeft.data.dataset import EpochSampler
-from vidpeft.data.decode import available_decoders
+from vidpeft.data.decode import DEVICE_DECODERS, available_decoders
 from vidpeft.data.pattern_video import write_video
 from vidpeft.prep.transcode import EncodeSettings
 from vidpeft.synthetic import MOTIONS, render
@@ -234,7 +238,8 @@ def run(args: argparse.Namespace, model_rate: Callable[[DataConfig, int], float]
             print(f"model training step: {model:.2f} clips/s ({load_line()})", flush=True)
             result["model_clips_per_s"] = model
         result["recipes"][recipe] = {"frames": base.frames, "stride": base.stride, "size": base.input_size,
-                                     "decoders": {}, "one_worker": {}, "device_augment": {}, "vs_mmaction2": {}}
+                                     "decoders": {}, "gpu_decoders": {}, "one_worker": {}, "device_augment": {},
+                                     "vs_mmaction2": {}}
         for kind in args.kinds.split(","):
             measure_kind(videos(kind), kind, recipe, base, decoders, workers, args, model,
                          compare_mmaction and recipe == "vpetl", result["recipes"][recipe])
@@ -262,7 +267,11 @@ def measure_kind(samples: list[Sample], kind: str, recipe: str, base: DataConfig
     out["device_augment"][kind] = device
     out["one_worker"][kind] = one_worker_rates(samples, base, args)
     aug_model = 1 / (1 / model + device["ms_per_clip"] / 1e3) if model else None
-    out["decoders"][kind] = decoder_table(samples, base, decoders, workers, args, model, aug_model)
+    on_gpu = [d for d in decoders if d in DEVICE_DECODERS]
+    out["decoders"][kind] = decoder_table(samples, base, [d for d in decoders if d not in on_gpu], workers, args,
+                                          model, aug_model)
+    if on_gpu:
+        out["gpu_decoders"][kind] = in_process_table(samples, base, on_gpu, max(workers), args, model, aug_model)
     if compare_mmaction:
         out["vs_mmaction2"][kind] = versus_mmaction(samples, base, args)
 
@@ -320,6 +329,31 @@ def decoder_table(samples: list[Sample], base: DataConfig, decoders: list[str], 
             print(f"scaling efficiency at {count} workers: "
                   + ", ".join(f"{d} {table[count]['scaling'][d]:.2f}" for d in columns), flush=True)
     return table
+
+
+def in_process_table(samples: list[Sample], base: DataConfig, decoders: list[str], workers: int,
+                     args: argparse.Namespace, model: float | None, aug_model: float | None) -> dict:
+    """clips/s of decoders that decode in the training process (0 workers), with the CPU transforms and with
+    --device-augment, against the default decoder with --device-augment at `workers` workers, alternating;
+    ratios to that; loader/model as in decoder_table."""
+    peer = f"{base.decoder}+device@{workers}"
+    sets = {}
+    for decoder in decoders:
+        sets[decoder] = VideoDataset(samples, "train", base.override(decoder=decoder), pixels=True)
+        sets[f"{decoder}+device"] = VideoDataset(samples, "train", base.override(decoder=decoder, device_augment=True),
+                                                 pixels=True)
+    makers = vidpeft_loaders(sets, args.batch_size, 0)
+    makers.update(vidpeft_loaders({peer: VideoDataset(samples, "train", base.override(device_augment=True),
+                                                      pixels=True)}, args.batch_size, workers))
+    rounds = alternate(makers, args.rounds, args.batches)
+    rates = medians(rounds)
+    out = {**rates, "ratio_to_peer": {name: paired_ratio(rounds, name, peer) for name in sets}}
+    for name in sets:
+        per_model = model and (rates[name] / (aug_model if name.endswith("+device") else model))
+        print(f"{name} (0 workers, decoding in this process): {rates[name]:.2f} clips/s, "
+              f"{out['ratio_to_peer'][name]:.2f}x {peer} ({rates[peer]:.2f})"
+              + (f"; loader/model {per_model:.2f}" if model else "") + f" ({load_line()})", flush=True)
+    return out
 
 
 def versus_mmaction(samples: list[Sample], base: DataConfig, args: argparse.Namespace) -> dict:

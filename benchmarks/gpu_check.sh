@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: one command on a machine with one CUDA GPU (about 8 minutes), from a checkout
-# installed with `pip install -e ".[test,bench,mmaction]"` (add `torchcodec` for its decoder):
+# installed with `pip install -e ".[test,bench,mmaction]"` (add `torchcodec` for its decoder, `nvdec` for
+# NVDEC's; on the reference machine `../shared/tools/gpu-stage pynvvideocodec==2.2.4 pytest pluggy iniconfig
+# packaging pygments` brings PyNvVideoCodec and pytest):
 #
 #   benchmarks/gpu_check.sh [--quick] [OUT_DIR]        (default OUT_DIR: $OUT/gpu_check if $OUT is set, else gpu_check)
 #
@@ -15,7 +17,10 @@
 #   4. the data loader, vpetl and videomae pipelines: one worker's clips per CPU-second (with and
 #      without --device-augment), clips/s per decoder and with --device-augment at 1 .. all-core
 #      workers, scaling efficiency, the device side of --device-augment (CUDA-synchronised ms per
-#      clip), loader/model, against mmaction2's loader;
+#      clip), loader/model, against mmaction2's loader; a GPU decoder (nvdec) in the training process
+#      against the default decoder + --device-augment at all workers; then tests/test_data_decode.py -k nvdec
+#      (NVDEC's frames against PyAV's: frame numbers, and its colour conversion's pixel difference, printed),
+#      capped at 5 minutes, as nvdec_tests.xml;
 #   5. --compile against eager, the training step of ViT-B 16x224 + LoRA (compile time printed).
 # Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
 # videos and grids, the aot_eager compile backend): it checks that every part runs, in a few minutes.
@@ -27,7 +32,7 @@ OUT_DIR=${OUT_DIR:-gpu_check}
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) OUT_DIR="$arg" ;;
     esac
 done
@@ -70,11 +75,15 @@ part "3/5 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
     "$PYTHON" "$HERE/grid_ops.py" "${GRID[@]}" --amp bf16 --json "$OUT_DIR/grid_ops.json"
 part "4/5 data loader" data_speed.log \
     "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT_DIR/data_speed.json"
+part "4/5 nvdec against PyAV (skipped where CUDA or PyNvVideoCodec is missing)" nvdec_tests.log \
+    timeout 300 "$PYTHON" -m pytest -q -s -rs -p no:cacheprovider "$HERE/../tests/test_data_decode.py" -k nvdec \
+    --junitxml "$OUT_DIR/nvdec_tests.xml"
 part "5/5 --compile" compile.log \
     "$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT_DIR/compile.json"
 
 "$PYTHON" - "$OUT_DIR" <<'EOF'
 import json, sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 out = Path(sys.argv[1])
@@ -84,6 +93,15 @@ missing = [name for name, path in files.items() if not (out / path).exists()]
 parts = {name: json.loads((out / path).read_text()) for name, path in files.items() if name not in missing}
 failed = [f"{r['case']['backbone']} {r['case']['method']}: {r['error']}" for name in ("bench", "bench_mona3d")
           for r in parts.get(name, {}).get("results", []) if "error" in r]
+nvdec = None
+if (out / "nvdec_tests.xml").exists():
+    suite = ET.parse(out / "nvdec_tests.xml").getroot()
+    suite = suite if suite.tag == "testsuite" else suite[0]
+    nvdec = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    if nvdec["failures"] or nvdec["errors"]:
+        failed.append(f"tests/test_data_decode.py -k nvdec: {nvdec['failures']} failed, {nvdec['errors']} errors")
+else:
+    missing.append("nvdec_tests")
 
 
 def per_case(run, key):
@@ -103,6 +121,8 @@ summary = {"missing": missing, "failed": failed,
                      for p in parts.get("peers", {}).get("pairs", [])},
            "vs_mmaction2": parts.get("data", {}).get("vs_mmaction2"),
            "fastest_decoder": parts.get("data", {}).get("fastest_decoder"),
+           "gpu_decoders": {recipe: r.get("gpu_decoders") for recipe, r in parts.get("data", {}).get("recipes", {}).items()},
+           "nvdec_tests": nvdec,
            "compile_ratio": parts.get("compile", {}).get("ratio")}
 (out / "gpu_check.json").write_text(json.dumps({"summary": summary, **parts}, indent=2))
 print(f"\nwrote {out / 'gpu_check.json'}" + "".join(f"\nmissing: {m}" for m in missing)
