@@ -151,11 +151,13 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for part in ("== 1/5 vidpeft-bench, every method, one process", "== 1/5 vidpeft-bench, Mona-3D", "== 2/5 peers",
-                 "== 3/5 grid adapters", "== 4/5 data loader", "== 5/5 --compile", "vidpeft / transformers+peft",
+                 "== 3/5 grid adapters", "== 4/5 data loader", "== 4/5 nvdec against PyAV", "== 5/5 --compile",
+                 "vidpeft / transformers+peft",
                  "videomae-micro: X step / LoRA step: ", "vit inference, batch 4"):
         assert part in done.stdout
     check = tmp_path / "check"
-    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "data_speed.log", "compile.log"):
+    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "data_speed.log", "nvdec_tests.log",
+                "compile.log"):
         assert (check / log).stat().st_size > 0
     report = json.loads((check / "gpu_check.json").read_text())
     summary = report["summary"]
@@ -172,6 +174,7 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     assert set(forms["st-adapter vit-b"]) == {"conv3d", "conv2d", "shifts"}
     assert set(forms["mona-2d vit-b"]) == {"conv3d", "conv2d", "conv2d-wgrad"}
     assert summary["compile_ratio"] > 0
+    assert summary["nvdec_tests"]["tests"] > 0 and summary["nvdec_tests"]["failures"] == 0
     from vidpeft.engine.precision import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
     assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")
     assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]
