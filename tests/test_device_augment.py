@@ -18,6 +18,7 @@ from vidpeft.cli import train as train_cli
 from vidpeft.config.recipes import load_recipe
 from vidpeft.config.run import RunConfig
 from vidpeft.data import ClipNormalizer, DataConfig, VideoDataset, read_annotations
+from vidpeft.data.decode import open_video
 from vidpeft.data.device_augment import RAND_OPS, PlannedClip, apply_plans
 from vidpeft.data.transforms import _FILL, RAND_OPS as TIMM_OPS
 from vidpeft.engine import setup
@@ -51,13 +52,19 @@ def _worker_and_device(data: Path, cfg: DataConfig, item: tuple[int, int]) -> tu
 def test_geometry_flip_normalisation_and_erasing_equal_the_worker_path(data, recipe, changes):
     cfg = replace(DataConfig.from_recipe(load_recipe(recipe, "k400")), frames=4, stride=2, input_size=32,
                   num_workers=0, **changes)
-    flips = 0
+    flips, smaller, full = 0, 0, open_video(read_annotations(data / "train.csv", data)[0].path).read(np.array([0])).shape[1:3]
     for item in [(e, i) for e in range(3) for i in range(4)]:
         cpu, device, planned = _worker_and_device(data, cfg, item)
         torch.testing.assert_close(device, cpu, rtol=0, atol=1e-6)
+        # no RandAugment op: the worker hands over only the region of the crop boxes, which touch its edges
+        height, width = planned.frames.shape[1:3]
+        smaller += height * width < full[0] * full[1]
+        assert min(p.box[0] for p in planned.plans) == 0 and max(p.box[0] + p.box[2] for p in planned.plans) == height
+        assert min(p.box[1] for p in planned.plans) == 0 and max(p.box[1] + p.box[3] for p in planned.plans) == width
         flips += sum(plan.flip for plan in planned.plans)
         assert all((plan.erase is not None) == (cfg.random_erasing == 1.0) for plan in planned.plans)
     assert flips > 0 if cfg.flip else flips == 0
+    assert smaller > 0
 
 
 def test_randaugment_draws_are_the_worker_paths_and_the_clips_close(data):

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from vidpeft.data.annotations import Sample
 from vidpeft.data.config import DataConfig
 from vidpeft.data.decode import DEVICE_DECODERS, VideoReadError, check_decoder, open_video
-from vidpeft.data.device_augment import PlannedClip, draw_plan
+from vidpeft.data.device_augment import PlannedClip, draw_plan, planned_clip
 from vidpeft.data.stages import lap
 from vidpeft.data.sampling import TEST_TEMPORAL, TRAIN_TEMPORAL, resized_size, spatial_crops
 from vidpeft.data.transforms import MultiViewTransform, TrainTransform
@@ -92,7 +92,7 @@ class VideoDataset(Dataset):
                 if self.cfg.device_augment:  # the frames and the draws; the Trainer augments on its device
                     plans = tuple(draw_plan(self.transform, *frames.shape[1:3], len(frames))
                                   for _ in range(self.cfg.repeated_aug))
-                    return PlannedClip(frames, plans), sample.label, index
+                    return planned_clip(frames, plans), sample.label, index
                 if self.cfg.repeated_aug > 1:  # R augmentations of one decoded clip
                     return torch.stack([self.transform(frames) for _ in range(self.cfg.repeated_aug)]), sample.label, index
                 return self.transform(frames), sample.label, index
