@@ -19,7 +19,7 @@
 #      workers, scaling efficiency, the device side of --device-augment (CUDA-synchronised ms per
 #      clip), loader/model, against mmaction2's loader; a GPU decoder (nvdec) in the training process
 #      against the default decoder + --device-augment at all workers; then tests/test_data_decode.py -k nvdec
-#      (NVDEC's frames against PyAV's: frame numbers, and its colour conversion's pixel difference, printed),
+#      (NVDEC's frames against PyAV's: frame numbers, and its colour conversion's pixel difference, recorded),
 #      capped at 5 minutes, as nvdec_tests.xml;
 #   5. --compile against eager, the training step of ViT-B 16x224 + LoRA (compile time printed).
 # Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
@@ -76,8 +76,8 @@ part "3/5 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
 part "4/5 data loader" data_speed.log \
     "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT_DIR/data_speed.json"
 part "4/5 nvdec against PyAV (skipped where CUDA or PyNvVideoCodec is missing)" nvdec_tests.log \
-    timeout 300 "$PYTHON" -m pytest -q -s -rs -p no:cacheprovider "$HERE/../tests/test_data_decode.py" -k nvdec \
-    --junitxml "$OUT_DIR/nvdec_tests.xml"
+    timeout 300 "$PYTHON" -m pytest -q -rs -p no:cacheprovider -o junit_family=xunit1 "$HERE/../tests/test_data_decode.py" \
+    -k nvdec --junitxml "$OUT_DIR/nvdec_tests.xml"
 part "5/5 --compile" compile.log \
     "$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT_DIR/compile.json"
 
@@ -98,6 +98,8 @@ if (out / "nvdec_tests.xml").exists():
     suite = ET.parse(out / "nvdec_tests.xml").getroot()
     suite = suite if suite.tag == "testsuite" else suite[0]
     nvdec = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    nvdec["recorded"] = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+                         for case in suite.iter("testcase") if case.find("properties") is not None}
     if nvdec["failures"] or nvdec["errors"]:
         failed.append(f"tests/test_data_decode.py -k nvdec: {nvdec['failures']} failed, {nvdec['errors']} errors")
 else:

@@ -7,6 +7,7 @@ against PyAV where CUDA and PyNvVideoCodec are present; its one-line errors are 
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -222,17 +223,18 @@ def test_nvdec_reads_the_frames_asked_for(videos, kind):
     assert [frame_number(f) for f in frames] == indices
 
 
-def _difference(ours: torch.Tensor, reference: torch.Tensor, what: str) -> float:
-    """Mean absolute pixel difference (printed with its maximum: the GPU check's log records them)."""
+def _difference(ours: torch.Tensor, reference: torch.Tensor, record_property) -> float:
+    """Mean absolute pixel difference, recorded with its maximum (the GPU check's nvdec_tests.xml and
+    summary hold them)."""
     difference = (ours.float() - reference.float()).abs()
-    print(f"nvdec against pyav, {what}: mean absolute difference {difference.mean():.3f}, "
-          f"max {difference.max():.0f} (of 255)")
+    record_property("mean_abs_difference", round(float(difference.mean()), 3))
+    record_property("max_abs_difference", int(difference.max()))
     return float(difference.mean())
 
 
 @needs_nvdec
 @pytest.mark.parametrize("kind", ["mp4", "webm", "avi", "odd", "vfr", "natural"])
-def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, kind):
+def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, record_property, kind):
     """The same frames as PyAV for the same indices; pixels within NVDEC's colour conversion."""
     if kind == "natural":  # textured moving content at a K400-like size, as vidpeft-prep encodes it
         from vidpeft.prep.transcode import EncodeSettings
@@ -245,7 +247,7 @@ def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, kind)
         path, indices = videos[kind], np.array([0, 5, 6, 20, 21, 38, 39, 5])
         assert [frame_number(f) for f in _nvdec_read(path, indices)] == indices.tolist()
     reference = open_video(path, "pyav").read(indices)
-    assert _difference(_nvdec_read(path, indices), reference, kind) < NVDEC_MEAN_TOLERANCE
+    assert _difference(_nvdec_read(path, indices), reference, record_property) < NVDEC_MEAN_TOLERANCE
 
 
 @needs_nvdec
@@ -382,3 +384,59 @@ def test_nvdec_decodes_in_the_training_process(monkeypatch, videos):
     dataset = VideoDataset([Sample(videos["mp4"], 0)], "train", DataConfig(decoder="nvdec", num_workers=0))
     with pytest.raises(UserError, match="^num_workers 2: decoder 'nvdec' decodes on the GPU"):
         build_loader(dataset, 1, num_workers=2)
+
+
+class _StandInDecoder:
+    """PyNvVideoCodec's SimpleDecoder as our reader uses it, decoding with PyAV on the CPU: at most 64
+    sorted indices a call, and, like NVDEC's surfaces, the frames of a call are overwritten by the next."""
+
+    calls: list = []
+
+    def __init__(self, path, gpu_id=0, use_device_memory=True, need_scanned_stream_metadata=False,
+                 output_color_type=None):
+        self.reconfigure_decoder(path)
+
+    def reconfigure_decoder(self, path):
+        self.reader = open_video(path, "pyav")
+        self.buffer = np.zeros((64, *self.reader.read(np.array([0])).shape[1:]), np.uint8)
+        _StandInDecoder.calls.append(("open", Path(path)))
+
+    def __len__(self):
+        return self.reader.num_frames
+
+    def get_stream_metadata(self):
+        return type("Metadata", (), {"average_fps": self.reader.fps})()
+
+    def get_batch_frames_by_index(self, indices):
+        assert len(indices) <= 64 and indices == sorted(set(indices))
+        _StandInDecoder.calls.append(("read", len(indices)))
+        self.buffer[:len(indices)] = self.reader.read(np.array(indices)).numpy()
+        return list(self.buffer[:len(indices)])  # views, as DLPack hands NVDEC's frames over
+
+
+def test_nvdec_reader_on_a_stand_in_decoder(videos, tmp_path, monkeypatch):
+    """What the nvdec reader adds to PyNvVideoCodec, on CPU: frame order for unsorted, repeated and
+    more than 64 indices, a copy of each call's frames before the next, one decoder re-pointed between
+    files only when the file changes, and the same frames as PyAV."""
+    from types import SimpleNamespace
+
+    from vidpeft.data import decode
+
+    stand_in = SimpleNamespace(SimpleDecoder=_StandInDecoder, OutputColorType=SimpleNamespace(RGB="RGB"))
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", stand_in)
+    monkeypatch.setattr(decode, "nvdec_module", lambda: stand_in)
+    monkeypatch.setattr(decode, "_NVDEC_SESSIONS", {})
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: SimpleNamespace(synchronize=lambda: None))
+    _StandInDecoder.calls = []
+    path = write_video(tmp_path / "long.mp4", counter_frames(100, 64, 96))
+    long, odd = open_video(path, "nvdec"), open_video(videos["odd"], "nvdec")
+    assert (long.num_frames, long.fps) == (100, pytest.approx(25.0))
+    many = np.concatenate([np.arange(100)[::-1], np.arange(100), [5, 5]])
+    for reader, indices in [(long, many), (long, np.array([39, 3, 3, 0])), (odd, np.array([7, 2])), (long, many)]:
+        frames = reader.read(indices)
+        assert [frame_number(f) for f in frames] == indices.tolist()
+        assert torch.equal(frames, open_video(reader.path, "pyav").read(indices))
+    assert _StandInDecoder.calls == [("open", path), ("open", videos["odd"]), ("open", path), ("read", 64),
+                                     ("read", 36), ("read", 3), ("open", videos["odd"]), ("read", 2),
+                                     ("open", path), ("read", 64), ("read", 36)]
