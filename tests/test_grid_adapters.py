@@ -51,7 +51,7 @@ def shifted_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("kernel,form", [((3, 1, 1), "conv2d"), ((3, 1, 1), "shifts"), ((5, 1, 1), "shifts"),
                                          ((1, 7, 7), "conv2d"), ((1, 7, 7), "conv2d-wgrad"), ((3, 7, 7), "conv2d"),
-                                         ((3, 7, 7), "conv2d-wgrad"), ((3, 3, 5), None)])
+                                         ((3, 7, 7), "conv2d-wgrad"), ((5, 3, 3), "conv2d-wgrad"), ((3, 3, 5), None)])
 @pytest.mark.parametrize("frames", [1, 2, T])
 def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradients(kernel, form, frames):
     """Every form of grid_conv.depthwise_conv against the shift-and-add sum written out, and its gradients
@@ -72,24 +72,23 @@ def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradient
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_depthwise_conv_under_bf16_autocast_matches_conv2d_autocast():
-    """The weight gradient as a convolution (DepthwiseConv2d) in autocast's type, against plain conv2d's autograd."""
-    from vidpeft.methods.grid_conv import DepthwiseConv2d
-
+@pytest.mark.parametrize("kernel", [(1, 7, 7), (3, 5, 3)])
+def test_depthwise_conv_under_bf16_autocast_matches_conv2d_autocast(kernel):
+    """The hand-written backward (FrameConv, form conv2d-wgrad) in autocast's type, against autograd
+    through the same frame conv2ds (form conv2d) under the same autocast."""
     generator = torch.Generator().manual_seed(8)
-    x = torch.randn(3, C, H, W, generator=generator).to(memory_format=torch.channels_last).requires_grad_()
-    weight = torch.randn(C, 1, 5, 3, generator=generator, requires_grad=True)
+    grid = torch.randn(B, T, H, W, C, generator=generator, requires_grad=True)
+    weight = torch.randn(C, 1, *kernel, generator=generator, requires_grad=True)
     bias = torch.randn(C, generator=generator, requires_grad=True)
-    seed = torch.randn(3, C, H, W, generator=generator)
+    seed = torch.randn(B, T, H, W, C, generator=generator)
     grads = []
-    for conv in (lambda: DepthwiseConv2d.apply(x, weight, bias, (2, 1)),
-                 lambda: F.conv2d(x, weight, bias, padding=(2, 1), groups=C)):
+    for form in ("conv2d-wgrad", "conv2d"):
         with torch.autocast("cpu", torch.bfloat16):
-            out = conv()
+            out = depthwise_conv(grid, weight, bias, form=form)
         assert out.dtype == torch.bfloat16
-        grads.append(torch.autograd.grad((out.float() * seed).sum(), (x, weight, bias)))
+        grads.append(torch.autograd.grad((out.float() * seed).sum(), (grid, weight, bias)))
     for ours, theirs in zip(*grads):
-        assert ours.dtype == theirs.dtype
+        assert ours.dtype == theirs.dtype == torch.float32
         torch.testing.assert_close(ours, theirs, rtol=2e-2, atol=5e-2)
 
 

@@ -10,9 +10,10 @@ channels-last views (no copy in or out), whose depthwise kernels both devices ha
   ("conv2d"), or the sum of kt time-shifted slices times per-channel taps ("shifts": a few
   memory-bound elementwise kernels, no cuDNN algorithm choice to go wrong);
 - a spatial or spatio-temporal kernel (kt, kh, kw): one depthwise conv2d per temporal tap over
-  every frame at once, the taps' outputs added with their time shifts, the weight gradient by
-  autograd's convolution backward ("conv2d") or as a depthwise convolution itself ("conv2d-wgrad",
-  DepthwiseConv2d).
+  every frame at once, the taps' outputs added with their time shifts, differentiated by autograd
+  ("conv2d") or by a hand-written backward for the whole kernel ("conv2d-wgrad", FrameConv: the
+  input gradient the same frame convolutions with the kernel flipped, the weight gradient a
+  depthwise convolution itself).
 
 DEFAULT_FORMS picks per device; benchmarks/grid_ops.py times every form against Conv3d on the device
 at hand (on a GPU: part 3 of benchmarks/gpu_check.sh).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 FORMS = {"temporal": ("conv2d", "shifts"), "spatial": ("conv2d", "conv2d-wgrad")}
 # per device type: on CPU the forms measured fastest (README, "Issue 24 on CPU"); on CUDA, not yet
@@ -51,55 +53,76 @@ def depthwise_conv(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         plane = grid.reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # (B, C, T, H·W), channels-last: a view
         out = F.conv2d(plane, weight[..., 0], bias, padding=(kt // 2, 0), groups=c)
         return out.permute(0, 2, 3, 1).reshape(b, t, h, w, c)
+    return FrameConv.apply(grid, weight, bias) if form == "conv2d-wgrad" else frame_taps(grid, weight, bias)
+
+
+def frame_taps(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A depthwise conv2d per temporal tap over every frame at once, the taps added with their time shifts."""
+    b, t, h, w, c = grid.shape
+    kt, kh, kw = weight.shape[2:]
     frames = grid.reshape(b * t, h, w, c).permute(0, 3, 1, 2)  # every frame, channels-last: a view
-    conv = DepthwiseConv2d.apply if form == "conv2d-wgrad" else conv2d
-    taps = [conv(frames, weight[:, :, i], bias if i == kt // 2 else None, (kh // 2, kw // 2))
+    taps = [F.conv2d(frames, weight[:, :, i], bias if i == kt // 2 else None, padding=(kh // 2, kw // 2), groups=c)
             .permute(0, 2, 3, 1).reshape(b, t, h, w, c) for i in range(kt)]
     return add_shifted(taps[kt // 2], taps)
 
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]) -> torch.Tensor:
-    return F.conv2d(x, weight, bias, padding=padding, groups=x.shape[1])
-
-
-class DepthwiseConv2d(torch.autograd.Function):
-    """A depthwise conv2d whose weight gradient is itself a depthwise convolution: every (sample,
-    channel) its own group, the zero-padded input convolved with that channel's output gradient as
-    the kernel, summed over samples; the input gradient is the backend's. On CPU oneDNN's depthwise
-    weight-gradient kernel measured 3-6x slower than this on Mona's 7x7 filters; kept for frame-sized
-    kernels (the temporal form's output gradient spans the whole (T, H·W) plane, a kernel that large
-    oneDNN convolves slowly). Under autocast it computes in autocast's type, as F.conv2d would."""
+class FrameConv(torch.autograd.Function):
+    """frame_taps with a backward for the whole (kt, kh, kw) kernel, saving only the input. The input
+    gradient is frame_taps of the output gradient with the kernel flipped in all three dimensions (a
+    zero-padded convolution's adjoint): the same fast depthwise forward kernels, where oneDNN's
+    depthwise backward-data and autograd's per-tap graph (a backward per tap, its gradient copied out
+    of a time-shifted slice) measured slower. The weight gradient is frame_weight_grad. Under autocast
+    it computes in autocast's type, as F.conv2d would."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, padding):
-        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
-        device = x.device.type
+    def forward(ctx, grid, weight, bias):
+        ctx.dtypes = (grid.dtype, weight.dtype, None if bias is None else bias.dtype)
+        device = grid.device.type
         if torch.is_autocast_enabled(device):
             dtype = torch.get_autocast_dtype(device)
-            x, weight, bias = (None if v is None else v.to(dtype) for v in (x, weight, bias))
-        ctx.save_for_backward(x, weight)
-        ctx.padding = padding
+            grid, weight, bias = (None if v is None else v.to(dtype) for v in (grid, weight, bias))
+        ctx.save_for_backward(grid, weight)
         with torch.autocast(device, enabled=False):
-            return conv2d(x, weight, bias, padding)
+            return frame_taps(grid, weight, bias)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        n, c, h, w = x.shape
-        (ph, pw), kernel = ctx.padding, weight.shape[2:]
-        grad = grad.to(x.dtype)
-        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
-        grad_x = grad_weight = grad_bias = None
+        grid, weight = ctx.saved_tensors
+        grad = grad.to(grid.dtype)
+        grid_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        grad_grid = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, (1, 1), (ph, pw), (1, 1), False, (0, 0), c, (True, False, False))[0].to(x_dtype)
+            grad_grid = frame_taps(grad, weight.flip(2, 3, 4), None).to(grid_dtype)
         if ctx.needs_input_grad[1]:
-            padded = F.pad(x, (pw, pw, ph, ph)).contiguous().view(1, n * c, h + 2 * ph, w + 2 * pw)
-            per_sample = F.conv2d(padded, grad.contiguous().view(n * c, 1, *grad.shape[2:]), groups=n * c)
-            grad_weight = per_sample.view(n, c, *kernel).sum(0).unsqueeze(1).to(weight_dtype)
+            grad_weight = frame_weight_grad(grid, grad, weight.shape[2:]).to(weight_dtype)
         if bias_dtype is not None and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum((0, 2, 3)).to(bias_dtype)
-        return grad_x, grad_weight, grad_bias, None
+            grad_bias = grad.sum((0, 1, 2, 3)).to(bias_dtype)
+        return grad_grid, grad_weight, grad_bias
+
+
+def frame_weight_grad(grid: torch.Tensor, grad: torch.Tensor, kernel: tuple[int, int, int]) -> torch.Tensor:
+    """The weight gradient (C, 1, kt, kh, kw) of frame_taps as depthwise convolutions: every (frame,
+    sample, channel) its own group, the zero-padded input frame convolved with the output gradient of
+    the frame that tap feeds as the kernel, summed over frames and samples; one convolution per
+    temporal tap, the time shift a slice of the kernels (zero frames at both ends). On CPU oneDNN's
+    depthwise weight-gradient kernel measured 3-6x slower. The input goes channels-last ((H, W) rows of
+    T·B·C values: a copy of C-long runs, not a transpose); the output gradient transposed, as the kernel."""
+    b, t, h, w, c = grid.shape
+    kt, kh, kw = kernel
+    pt, ph, pw = kt // 2, kh // 2, kw // 2
+    groups = t * b * c
+    padded = grid.new_zeros(1, h + 2 * ph, w + 2 * pw, t, b, c)
+    padded[0, ph:ph + h, pw:pw + w] = grid.permute(2, 3, 1, 0, 4)
+    padded = padded.view(1, h + 2 * ph, w + 2 * pw, groups).permute(0, 3, 1, 2)
+    kernels = grad.new_empty(t + 2 * pt, b, c, h, w)  # output-gradient frame f - pt, zero outside the clip
+    kernels[:pt].zero_()
+    kernels[pt + t:].zero_()
+    kernels[pt:pt + t] = grad.permute(1, 0, 4, 2, 3)
+    # tap i adds grid frame f + i - pt into output frame f: input frame f meets output gradient frame f - i + pt
+    taps = [F.conv2d(padded, kernels[kt - 1 - i:kt - 1 - i + t].view(groups, 1, h, w), groups=groups)
+            .view(t * b, c, kh, kw).sum(0) for i in range(kt)]
+    return torch.stack(taps, 1).unsqueeze(1)
 
 
 def add_shifted(out: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
