@@ -202,6 +202,23 @@ def _unavailable(decoder: str) -> str:
 needs_nvdec = pytest.mark.skipif(bool(_unavailable("nvdec")), reason=_unavailable("nvdec"))
 # the documented tolerance of NVDEC's YUV->RGB conversion against FFmpeg's (PyAV): mean absolute difference per pixel
 NVDEC_MEAN_TOLERANCE = 2.0
+# frame sizes (height, width) NVDEC decodes: its minimum is 128x128 for VP9 and AV1 (48x16 for H.264)
+NVDEC_SIZE, NVDEC_ODD = (128, 160), (129, 161)
+
+
+@pytest.fixture(scope="module")
+def nvdec_videos(tmp_path_factory, videos):
+    """The kinds of `videos`, at sizes NVDEC decodes."""
+    folder = tmp_path_factory.mktemp("nvdec_videos")
+    frames = counter_frames(FRAMES, *NVDEC_SIZE)
+    return {
+        "mp4": write_video(folder / "clip with space.mp4", frames),
+        "webm": write_video(folder / "clip.webm", frames, codec="libvpx-vp9"),
+        "avi": write_video(folder / "clip.avi", frames, codec="mpeg4"),
+        "odd": write_video(folder / "odd size.webm", counter_frames(FRAMES, *NVDEC_ODD), codec="libvpx-vp9"),
+        "vfr": _variable_frame_rate(folder / "vfr.mp4", frames),
+        "corrupt": videos["corrupt"],
+    }
 
 
 def _nvdec_read(path, indices) -> torch.Tensor:
@@ -212,14 +229,14 @@ def _nvdec_read(path, indices) -> torch.Tensor:
 
 @needs_nvdec
 @pytest.mark.parametrize("kind", ["mp4", "webm", "avi", "odd", "vfr"])
-def test_nvdec_reads_the_frames_asked_for(videos, kind):
-    reader = open_video(videos[kind], "nvdec")
+def test_nvdec_reads_the_frames_asked_for(nvdec_videos, kind):
+    reader = open_video(nvdec_videos[kind], "nvdec")
     assert reader.num_frames == FRAMES
     if kind != "vfr":
         assert reader.fps == pytest.approx(25.0)
     indices = [39, 3, 3, 0, 17, 39]  # unsorted, repeated, last frame
-    frames = _nvdec_read(videos[kind], indices)
-    assert frames.shape == (6, *((67, 97) if kind == "odd" else (64, 96)), 3)
+    frames = _nvdec_read(nvdec_videos[kind], indices)
+    assert frames.shape == (6, *(NVDEC_ODD if kind == "odd" else NVDEC_SIZE), 3)
     assert [frame_number(f) for f in frames] == indices
 
 
@@ -234,7 +251,7 @@ def _difference(ours: torch.Tensor, reference: torch.Tensor, record_property) ->
 
 @needs_nvdec
 @pytest.mark.parametrize("kind", ["mp4", "webm", "avi", "odd", "vfr", "natural"])
-def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, record_property, kind):
+def test_nvdec_matches_pyav_within_its_colour_conversion(nvdec_videos, tmp_path, record_property, kind):
     """The same frames as PyAV for the same indices; pixels within NVDEC's colour conversion."""
     if kind == "natural":  # textured moving content at a K400-like size, as vidpeft-prep encodes it
         from vidpeft.prep.transcode import EncodeSettings
@@ -244,7 +261,7 @@ def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, recor
         path = write_video(tmp_path / "natural.mp4", rendered, options=EncodeSettings().x264_options())
         indices = np.array([0, 5, 6, 20, 21, 38, 39, 5])
     else:
-        path, indices = videos[kind], np.array([0, 5, 6, 20, 21, 38, 39, 5])
+        path, indices = nvdec_videos[kind], np.array([0, 5, 6, 20, 21, 38, 39, 5])
         assert [frame_number(f) for f in _nvdec_read(path, indices)] == indices.tolist()
     reference = open_video(path, "pyav").read(indices)
     assert _difference(_nvdec_read(path, indices), reference, record_property) < NVDEC_MEAN_TOLERANCE
@@ -254,7 +271,7 @@ def test_nvdec_matches_pyav_within_its_colour_conversion(videos, tmp_path, recor
 def test_nvdec_seeks_frame_exactly_in_long_videos(tmp_path):
     """Keyframes 30 frames apart with B-frames: every clip (and one read of more frames than one
     PyNvVideoCodec call takes) holds the frames asked for, as PyAV's do."""
-    path = write_video(tmp_path / "long.mp4", counter_frames(160, 64, 96), options={"g": "30", "bf": "3"})
+    path = write_video(tmp_path / "long.mp4", counter_frames(160, *NVDEC_SIZE), options={"g": "30", "bf": "3"})
     reader = open_video(path, "nvdec")
     rng = np.random.default_rng(0)
     for start in [0, 29, 30, 31, 59, 60, 121, *rng.integers(0, 130, 8).tolist()]:
@@ -265,30 +282,30 @@ def test_nvdec_seeks_frame_exactly_in_long_videos(tmp_path):
 
 
 @needs_nvdec
-def test_nvdec_readers_of_different_files_interleave(videos):
+def test_nvdec_readers_of_different_files_interleave(nvdec_videos):
     """One decoder per process is pointed at each file: readers opened together still read their own."""
-    mp4, odd = open_video(videos["mp4"], "nvdec"), open_video(videos["odd"], "nvdec")
-    for reader, size, indices in [(mp4, (64, 96), [1, 2]), (odd, (67, 97), [30]), (mp4, (64, 96), [39, 0])]:
+    mp4, odd = open_video(nvdec_videos["mp4"], "nvdec"), open_video(nvdec_videos["odd"], "nvdec")
+    for reader, size, indices in [(mp4, NVDEC_SIZE, [1, 2]), (odd, NVDEC_ODD, [30]), (mp4, NVDEC_SIZE, [39, 0])]:
         frames = reader.read(np.array(indices)).cpu()
         assert frames.shape[1:3] == size and [frame_number(f) for f in frames] == indices
 
 
 @needs_nvdec
-def test_nvdec_unreadable_files_raise_one_line_naming_them(videos, tmp_path):
-    for path in (videos["corrupt"], tmp_path / "absent.mp4"):
+def test_nvdec_unreadable_files_raise_one_line_naming_them(nvdec_videos, tmp_path):
+    for path in (nvdec_videos["corrupt"], tmp_path / "absent.mp4"):
         with pytest.raises(VideoReadError) as error:
             open_video(path, "nvdec")
         assert str(error.value).startswith(f"cannot read video {path}: ") and "\n" not in str(error.value)
-    assert [frame_number(f) for f in _nvdec_read(videos["mp4"], [7])] == [7]  # and the next file reads
+    assert [frame_number(f) for f in _nvdec_read(nvdec_videos["mp4"], [7])] == [7]  # and the next file reads
 
 
 @needs_nvdec
-def test_nvdec_dataset_items_as_pyav_device_augment_keeps_frames_on_the_gpu(videos):
+def test_nvdec_dataset_items_as_pyav_device_augment_keeps_frames_on_the_gpu(nvdec_videos):
     """Through VideoDataset: with --device-augment the frames stay on the GPU (the plans the same as
     PyAV's); the CPU transforms and the test views get them on the CPU."""
     from vidpeft.data import DataConfig, Sample, VideoDataset
 
-    samples = [Sample(videos["mp4"], 0), Sample(videos["webm"], 1)]
+    samples = [Sample(nvdec_videos["mp4"], 0), Sample(nvdec_videos["webm"], 1)]
     cfg = DataConfig(frames=4, stride=2, input_size=32)
     for device_augment in (True, False):
         ours, theirs = (VideoDataset(samples, "train", cfg.override(decoder=d, device_augment=device_augment),
