@@ -27,7 +27,7 @@ from vidpeft.errors import UserError
 
 DECODERS = ("decord", "pyav", "torchcodec", "nvdec")
 DEVICE_DECODERS = ("nvdec",)  # frames decoded onto the GPU: in the training process, no loader workers
-NVDEC_BATCH = 64  # frames per PyNvVideoCodec call (its get_batch_frames_by_index refuses more)
+NVDEC_BATCH = 64  # frames per PyNvVideoCodec call: a call's frames hold GPU memory until the next call
 NVCUVID = "nvcuvid.dll" if os.name == "nt" else "libnvcuvid.so.1"  # NVDEC's library, part of the NVIDIA driver
 
 
