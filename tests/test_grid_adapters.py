@@ -12,7 +12,7 @@ import vidpeft
 from vidpeft.backbones.layers import TokenLayout
 from vidpeft.methods import blocks
 from vidpeft.methods.grid_conv import depthwise_conv
-from vidpeft.methods.mona import Mona
+from vidpeft.methods.mona import Mona, ScaledNormPlusInput
 from vidpeft.methods.st_adapter import STAdapter
 
 B, C, T, H, W = 2, 6, 4, 5, 7  # H, W not multiples of any window: nothing may come from window padding
@@ -147,6 +147,35 @@ def test_mona_filters_equal_the_reference_sum_of_three_depthwise_convolutions(ca
                 changed[:, 2 + 3 * H * W:] += 1.0
             out2, _ = layout.to_grid(mona(changed))
             assert torch.equal(out2[:, :, :3], got[:, :, :3])
+
+
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+def test_mona_scaled_norm_plus_input_equals_autograd_of_the_formula(amp):
+    """ScaledNormPlusInput (s1 * LN(x) + s2 * x, hand-written backward) against autograd through the formula
+    written out, in values and all five gradients; under bf16 autocast (a bf16 stream) both in float32."""
+    generator = torch.Generator().manual_seed(9)
+    x = torch.randn(B, T, H, W, C, generator=generator).to(torch.bfloat16 if amp else torch.float32)
+    x.requires_grad_()
+    params = [torch.randn(C, generator=generator, requires_grad=True) for _ in range(4)]  # LN weight, bias, s1, s2
+    seed = torch.randn(B, T, H, W, C, generator=generator)
+
+    def formula(x, weight, bias, s1, s2):
+        xf = x.float()
+        mean = xf.mean(-1, keepdim=True)
+        normed = (xf - mean) / torch.sqrt(((xf - mean) ** 2).mean(-1, keepdim=True) + 1e-6)
+        return s1 * (normed * weight + bias) + s2 * xf
+
+    results = []
+    for fn in (lambda *a: ScaledNormPlusInput.apply(*a, 1e-6), formula):
+        with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+            out = fn(x, *params)
+        assert out.dtype == torch.float32
+        results.append((out, torch.autograd.grad((out * seed).sum(), (x, *params))))
+    (ours, our_grads), (theirs, their_grads) = results
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    for a, b in zip(our_grads, their_grads):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-5)
 
 
 ORDER_BLIND = {"patch_size": (1, 4, 4), "window_size": (8, 4, 4), "drop_path_rate": 0.0}
