@@ -47,10 +47,12 @@ KINDS = {  # raw layout (vidpeft.synthetic), size, seconds, fps, short side vidp
 
 
 def _load_recipe(name: str, dataset: str) -> dict:
-    try:
-        from vidpeft.config.recipes import load_recipe
-    except ImportError:  # an older vidpeft (--against)
-        from vidpeft.data import load_recipe
+    import vidpeft.data
+
+    if hasattr(vidpeft.data, "load_recipe"):  # an older vidpeft (--against), with its own recipes
+        return vidpeft.data.load_recipe(name, dataset)
+    from vidpeft.config.recipes import load_recipe
+
     return load_recipe(name, dataset)
 
 
@@ -216,7 +218,9 @@ def against(rev: str, raw: dict[str, list[Path]], tmp: Path, args: argparse.Name
     root = Path(__file__).resolve().parents[1]
     old_tree = tmp / "old_tree"
     old_tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "vidpeft"], capture_output=True, check=True)
+    # its package and its recipes (vidpeft/resources links to configs/ and annotations/)
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "vidpeft", "configs", "annotations"],
+                             capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive.stdout, check=True)
     sides = {"old": str(old_tree), "new": str(root)}
     result = {}
