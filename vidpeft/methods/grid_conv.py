@@ -120,9 +120,10 @@ def frame_weight_grad(grid: torch.Tensor, grad: torch.Tensor, kernel: tuple[int,
     kernels[pt + t:].zero_()
     kernels[pt:pt + t] = grad.permute(1, 0, 4, 2, 3)
     # tap i adds grid frame f + i - pt into output frame f: input frame f meets output gradient frame f - i + pt
-    taps = [F.conv2d(padded, kernels[kt - 1 - i:kt - 1 - i + t].view(groups, 1, h, w), groups=groups)
-            .view(t * b, c, kh, kw).sum(0) for i in range(kt)]
-    return torch.stack(taps, 1).unsqueeze(1)
+    taps = [F.conv2d(padded, kernels[kt - 1 - i:kt - 1 - i + t].view(groups, 1, h, w), groups=groups) for i in range(kt)]
+    # (kt, T·B·C, kh, kw), channels-last: (kt, kh·kw) rows of T·B·C values, summed over frames and samples
+    sums = torch.cat(taps).permute(0, 2, 3, 1).reshape(kt, kh * kw, t * b, c).sum(2)
+    return sums.permute(2, 0, 1).reshape(c, 1, kt, kh, kw)
 
 
 def add_shifted(out: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
