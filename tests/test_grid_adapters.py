@@ -50,8 +50,8 @@ def shifted_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kernel,form", [((3, 1, 1), "conv2d"), ((3, 1, 1), "shifts"), ((5, 1, 1), "shifts"),
-                                         ((1, 7, 7), "conv2d"), ((1, 7, 7), "conv2d-wgrad"), ((3, 7, 7), "conv2d"),
-                                         ((3, 7, 7), "conv2d-wgrad"), ((5, 3, 3), "conv2d-wgrad"), ((3, 3, 5), None)])
+                                         ((1, 7, 7), "conv2d"), ((1, 7, 7), "conv3d-cl"), ((3, 7, 7), "conv2d"),
+                                         ((3, 7, 7), "conv3d-cl"), ((5, 3, 3), "conv3d-cl"), ((3, 3, 5), None)])
 @pytest.mark.parametrize("frames", [1, 2, T])
 def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradients(kernel, form, frames):
     """Every form of grid_conv.depthwise_conv against the shift-and-add sum written out, and its gradients
@@ -74,15 +74,15 @@ def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradient
 
 @pytest.mark.parametrize("kernel", [(1, 7, 7), (3, 5, 3)])
 def test_depthwise_conv_under_bf16_autocast_matches_conv2d_autocast(kernel):
-    """The hand-written backward (FrameConv, form conv2d-wgrad) in autocast's type, against autograd
-    through the same frame conv2ds (form conv2d) under the same autocast."""
+    """The hand-written backward (DepthwiseConv3d, form conv3d-cl) in autocast's type, against autograd
+    through the per-tap frame conv2ds (form conv2d) under the same autocast."""
     generator = torch.Generator().manual_seed(8)
     grid = torch.randn(B, T, H, W, C, generator=generator, requires_grad=True)
     weight = torch.randn(C, 1, *kernel, generator=generator, requires_grad=True)
     bias = torch.randn(C, generator=generator, requires_grad=True)
     seed = torch.randn(B, T, H, W, C, generator=generator)
     grads = []
-    for form in ("conv2d-wgrad", "conv2d"):
+    for form in ("conv3d-cl", "conv2d"):
         with torch.autocast("cpu", torch.bfloat16):
             out = depthwise_conv(grid, weight, bias, form=form)
         assert out.dtype == torch.bfloat16

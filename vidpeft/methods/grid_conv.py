@@ -1,19 +1,19 @@
 """Depthwise 3-D convolution of a channels-last token grid (B, T, H, W, C) without Conv3d.
 
 `F.conv3d(grid.movedim(-1, 1), weight, bias, padding=k // 2, groups=C).movedim(1, -1)` is what the
-grid adapters compute, but depthwise Conv3d has no fast kernel (cuDNN has no depthwise 3-D path,
-so CUDA falls back to a naive one; on CPU it measured 2-20x slower than the forms here) and the
-(B, C, T, H, W) layout costs permute copies. The same sum is taken here with 2-D convolutions on
-channels-last views (no copy in or out), whose depthwise kernels both devices have:
+grid adapters compute, but depthwise Conv3d has no fast kernel on CUDA (cuDNN has no depthwise 3-D
+path, so CUDA falls back to a naive one), on CPU only its channels-last forward is fast (autograd's
+Conv3d backward measured 2-20x slower than the forms here), and the (B, C, T, H, W) layout costs
+permute copies. The same sum is taken here on channels-last views (no copy in or out):
 
 - a temporal kernel (kt, 1, 1): one depthwise conv2d over the (T, H·W) plane with a (kt, 1) kernel
   ("conv2d"), or the sum of kt time-shifted slices times per-channel taps ("shifts": a few
   memory-bound elementwise kernels, no cuDNN algorithm choice to go wrong);
 - a spatial or spatio-temporal kernel (kt, kh, kw): one depthwise conv2d per temporal tap over
-  every frame at once, the taps' outputs added with their time shifts, differentiated by autograd
-  ("conv2d") or by a hand-written backward for the whole kernel ("conv2d-wgrad", FrameConv: the
-  input gradient the same frame convolutions with the kernel flipped, the weight gradient a
-  depthwise convolution itself).
+  every frame at once, the taps' outputs added with their time shifts ("conv2d", autograd's
+  backward), or Conv3d itself on the grid's channels-last view with a hand-written backward
+  ("conv3d-cl", DepthwiseConv3d: the input gradient the same Conv3d with the kernel flipped, the
+  weight gradient a depthwise Conv3d itself).
 
 DEFAULT_FORMS picks per device; benchmarks/grid_ops.py times every form against Conv3d on the device
 at hand (on a GPU: part 3 of benchmarks/gpu_check.sh).
@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-FORMS = {"temporal": ("conv2d", "shifts"), "spatial": ("conv2d", "conv2d-wgrad")}
+FORMS = {"temporal": ("conv2d", "shifts"), "spatial": ("conv2d", "conv3d-cl")}
 # per device type: on CPU the forms measured fastest (README, "Issue 24 on CPU"); on CUDA, not yet
 # measured, the temporal form whose cost is bounded by memory bandwidth whatever cuDNN picks, and
 # cuDNN's own convolution backward
-DEFAULT_FORMS = {"cpu": {"temporal": "conv2d", "spatial": "conv2d-wgrad"},
+DEFAULT_FORMS = {"cpu": {"temporal": "conv2d", "spatial": "conv3d-cl"},
                  "cuda": {"temporal": "shifts", "spatial": "conv2d"}}
 
 
@@ -53,7 +53,7 @@ def depthwise_conv(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         plane = grid.reshape(b, t, h * w, c).permute(0, 3, 1, 2)  # (B, C, T, H·W), channels-last: a view
         out = F.conv2d(plane, weight[..., 0], bias, padding=(kt // 2, 0), groups=c)
         return out.permute(0, 2, 3, 1).reshape(b, t, h, w, c)
-    return FrameConv.apply(grid, weight, bias) if form == "conv2d-wgrad" else frame_taps(grid, weight, bias)
+    return DepthwiseConv3d.apply(grid, weight, bias) if form == "conv3d-cl" else frame_taps(grid, weight, bias)
 
 
 def frame_taps(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -66,13 +66,20 @@ def frame_taps(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return add_shifted(taps[kt // 2], taps)
 
 
-class FrameConv(torch.autograd.Function):
-    """frame_taps with a backward for the whole (kt, kh, kw) kernel, saving only the input. The input
-    gradient is frame_taps of the output gradient with the kernel flipped in all three dimensions (a
-    zero-padded convolution's adjoint): the same fast depthwise forward kernels, where oneDNN's
-    depthwise backward-data and autograd's per-tap graph (a backward per tap, its gradient copied out
-    of a time-shifted slice) measured slower. The weight gradient is frame_weight_grad. Under autocast
-    it computes in autocast's type, as F.conv2d would."""
+def channels_last_conv3d(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Conv3d on the grid's (B, C, T, H, W) view, which is channels-last 3-D: no copy in or out."""
+    kt, kh, kw = weight.shape[2:]
+    out = F.conv3d(grid.movedim(-1, 1), weight, bias, padding=(kt // 2, kh // 2, kw // 2), groups=grid.shape[-1])
+    return out.movedim(1, -1)
+
+
+class DepthwiseConv3d(torch.autograd.Function):
+    """channels_last_conv3d with a hand-written backward, saving only the input. On CPU oneDNN's
+    channels-last depthwise Conv3d forward is fast (2-3x the per-tap conv2ds at Mona's (3, 7, 7)); its
+    backward is what measured 2-20x slower. So the input gradient is the same forward on the output
+    gradient with the kernel flipped in all three dimensions (a zero-padded convolution's adjoint), and
+    the weight gradient is conv3d_weight_grad. Under autocast it computes in autocast's type, as
+    F.conv3d would."""
 
     @staticmethod
     def forward(ctx, grid, weight, bias):
@@ -83,7 +90,7 @@ class FrameConv(torch.autograd.Function):
             grid, weight, bias = (None if v is None else v.to(dtype) for v in (grid, weight, bias))
         ctx.save_for_backward(grid, weight)
         with torch.autocast(device, enabled=False):
-            return frame_taps(grid, weight, bias)
+            return channels_last_conv3d(grid, weight, bias)
 
     @staticmethod
     @once_differentiable
@@ -93,37 +100,28 @@ class FrameConv(torch.autograd.Function):
         grid_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grad_grid = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_grid = frame_taps(grad, weight.flip(2, 3, 4), None).to(grid_dtype)
+            grad_grid = channels_last_conv3d(grad, weight.flip(2, 3, 4), None).to(grid_dtype)
         if ctx.needs_input_grad[1]:
-            grad_weight = frame_weight_grad(grid, grad, weight.shape[2:]).to(weight_dtype)
+            grad_weight = conv3d_weight_grad(grid, grad, weight.shape[2:]).to(weight_dtype)
         if bias_dtype is not None and ctx.needs_input_grad[2]:
             grad_bias = grad.sum((0, 1, 2, 3)).to(bias_dtype)
         return grad_grid, grad_weight, grad_bias
 
 
-def frame_weight_grad(grid: torch.Tensor, grad: torch.Tensor, kernel: tuple[int, int, int]) -> torch.Tensor:
-    """The weight gradient (C, 1, kt, kh, kw) of frame_taps as depthwise convolutions: every (frame,
-    sample, channel) its own group, the zero-padded input frame convolved with the output gradient of
-    the frame that tap feeds as the kernel, summed over frames and samples; one convolution per
-    temporal tap, the time shift a slice of the kernels (zero frames at both ends). On CPU oneDNN's
-    depthwise weight-gradient kernel measured 3-6x slower. The input goes channels-last ((H, W) rows of
-    T·B·C values: a copy of C-long runs, not a transpose); the output gradient transposed, as the kernel."""
+def conv3d_weight_grad(grid: torch.Tensor, grad: torch.Tensor, kernel: tuple[int, int, int]) -> torch.Tensor:
+    """The weight gradient (C, 1, kt, kh, kw) of a depthwise Conv3d as a depthwise Conv3d itself: every
+    (sample, channel) its own group, the zero-padded input convolved with the output gradient as the
+    kernel, summed over samples (oneDNN's depthwise weight-gradient kernel measured 3-6x slower). The
+    input goes channels-last ((T, H, W) rows of B·C values: a copy of C-long runs, not a transpose);
+    the output gradient transposed, as the kernel."""
     b, t, h, w, c = grid.shape
     kt, kh, kw = kernel
     pt, ph, pw = kt // 2, kh // 2, kw // 2
-    groups = t * b * c
-    padded = grid.new_zeros(1, h + 2 * ph, w + 2 * pw, t, b, c)
-    padded[0, ph:ph + h, pw:pw + w] = grid.permute(2, 3, 1, 0, 4)
-    padded = padded.view(1, h + 2 * ph, w + 2 * pw, groups).permute(0, 3, 1, 2)
-    kernels = grad.new_empty(t + 2 * pt, b, c, h, w)  # output-gradient frame f - pt, zero outside the clip
-    kernels[:pt].zero_()
-    kernels[pt + t:].zero_()
-    kernels[pt:pt + t] = grad.permute(1, 0, 4, 2, 3)
-    # tap i adds grid frame f + i - pt into output frame f: input frame f meets output gradient frame f - i + pt
-    taps = [F.conv2d(padded, kernels[kt - 1 - i:kt - 1 - i + t].view(groups, 1, h, w), groups=groups) for i in range(kt)]
-    # (kt, T·B·C, kh, kw), channels-last: (kt, kh·kw) rows of T·B·C values, summed over frames and samples
-    sums = torch.cat(taps).permute(0, 2, 3, 1).reshape(kt, kh * kw, t * b, c).sum(2)
-    return sums.permute(2, 0, 1).reshape(c, 1, kt, kh, kw)
+    padded = grid.new_zeros(1, t + 2 * pt, h + 2 * ph, w + 2 * pw, b, c)
+    padded[0, pt:pt + t, ph:ph + h, pw:pw + w] = grid.permute(1, 2, 3, 0, 4)
+    padded = padded.view(1, t + 2 * pt, h + 2 * ph, w + 2 * pw, b * c).permute(0, 4, 1, 2, 3)
+    kernels = grad.permute(0, 4, 1, 2, 3).reshape(b * c, 1, t, h, w)
+    return F.conv3d(padded, kernels, groups=b * c).reshape(b, c, kt, kh, kw).sum(0).unsqueeze(1)
 
 
 def add_shifted(out: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
