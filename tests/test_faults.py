@@ -208,7 +208,8 @@ def test_total_batch_size_sets_accumulation_and_warnings(data, tmp_path, capsys)
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     assert cfg["resolved"] == {"world_size": 1, "batch_size": 2, "accumulation": 4, "effective_batch_size": 8,
                                "lr": 1e-3, "precision": "float32",  # --amp none, whatever the CPU
-                               "num_workers": 0, "compile": False}  # --num-workers 0; compile: auto, off on CPU
+                               "num_workers": 0, "compile": False,  # --num-workers 0; compile: auto, off on CPU
+                               "device_augment": False}  # auto, off on CPU
     assert log_rows(work)[0][1] == "2"  # 8 batches of 2 = 2 optimiser steps of 8 clips
     assert train_cli.main([*TINY, "--data", str(data), "--work-dir", str(tmp_path / "b"),
                            "--total-batch-size", "7"]) == 2
