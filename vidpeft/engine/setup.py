@@ -159,5 +159,5 @@ def build_optimisation(cfg: RunConfig, model: nn.Module, loaders: Loaders, num_c
     resolved = Resolved(world_size=dist.world_size(), batch_size=loaders.batch_size, accumulation=loaders.accumulation,
                         effective_batch_size=effective_batch, lr=lr, precision=precision_name(amp_context),
                         num_workers=loaders.train.num_workers, compile=train.compiles(device.type),
-                        device_augment=cfg.data.augments_on_device(device.type))
+                        device_augment=loaders.train.dataset.cfg.device_augment)
     return Optimisation(optimizer, scheduler, amp_context, scaler, mixup), resolved
