@@ -118,3 +118,23 @@ def test_a_recipe_sets_method_options_per_dataset_and_flags_win(tmp_path):
     assert options("--dataset", "ssv2") == {"adapter_scale": 1.0, "temporal_adapter_in": True}
     assert options("--dataset", "ssv2", "--adapter-scale", "0.7") == {"adapter_scale": 0.7, "temporal_adapter_in": True}
     assert options("--dataset", "k400") == {}
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_the_fused_optimiser_steps_as_the_per_tensor_reference(name):
+    """build_optimizer's fused kernels (one per tensor on CPU and CUDA) give the parameters torch's
+    per-tensor loop gives, with the engine's groups (decay, no decay, layer scales)."""
+    train = TrainConfig(optimizer=name, weight_decay=0.05, layer_decay=0.75, momentum=0.9)
+    models = [vidpeft.build_model("videomae-micro", "mona", CLASSES, seed=0).eval() for _ in range(2)]  # no dropout
+    fused = build_optimizer(models[0], train, 1e-2)
+    assert all(group["fused"] for group in fused.param_groups)
+    twin = {id(a): b for a, b in zip(models[0].parameters(), models[1].parameters())}
+    reference = type(fused)([{**group, "params": [twin[id(p)] for p in group["params"]], "fused": None, "foreach": False}
+                             for group in fused.param_groups])
+    for _ in range(3):
+        for model, optimizer in zip(models, (fused, reference)):
+            optimizer.zero_grad()
+            model(clip()).logsumexp(1).mean().backward()
+            optimizer.step()
+    for (key, a), b in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)
