@@ -18,9 +18,10 @@
 #      without --device-augment), clips/s per decoder and with --device-augment at 1 .. all-core
 #      workers, scaling efficiency, the device side of --device-augment (CUDA-synchronised ms per
 #      clip), loader/model, against mmaction2's loader; a GPU decoder (nvdec) in the training process
-#      against the default decoder + --device-augment at all workers; then tests/test_data_decode.py -k nvdec
-#      (NVDEC's frames against PyAV's: frame numbers, and its colour conversion's pixel difference, recorded),
-#      capped at 5 minutes, as nvdec_tests.xml;
+#      against the default decoder + --device-augment at all workers; then the tests that need a GPU,
+#      `pytest -k "nvdec or cuda"` (NVDEC's frames against PyAV's: frame numbers, and its colour conversion's
+#      pixel difference, recorded; the grid convolution forms, Mona's Functions and the fused optimisers on
+#      CUDA against autograd and torch's loop), capped at 5 minutes, as gpu_tests.xml;
 #   5. --compile against eager, the training step of ViT-B 16x224 + LoRA (compile time printed).
 # Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
 # videos and grids, the aot_eager compile backend): it checks that every part runs, in a few minutes.
@@ -75,9 +76,10 @@ part "3/5 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
     "$PYTHON" "$HERE/grid_ops.py" "${GRID[@]}" --amp bf16 --json "$OUT_DIR/grid_ops.json"
 part "4/5 data loader" data_speed.log \
     "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT_DIR/data_speed.json"
-part "4/5 nvdec against PyAV (skipped where CUDA or PyNvVideoCodec is missing)" nvdec_tests.log \
-    timeout 300 "$PYTHON" -m pytest -q -rs -p no:cacheprovider -o junit_family=xunit1 "$HERE/../tests/test_data_decode.py" \
-    -k nvdec --junitxml "$OUT_DIR/nvdec_tests.xml"
+part "4/5 tests on the GPU: nvdec against PyAV, grid forms, Mona, fused optimisers (skipped where CUDA is missing)" \
+    gpu_tests.log timeout 300 "$PYTHON" -m pytest -q -rs -p no:cacheprovider -o junit_family=xunit1 \
+    "$HERE/../tests/test_data_decode.py" "$HERE/../tests/test_grid_adapters.py" "$HERE/../tests/test_recipe_model.py" \
+    -k "nvdec or cuda" --junitxml "$OUT_DIR/gpu_tests.xml"
 part "5/5 --compile" compile.log \
     "$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT_DIR/compile.json"
 
@@ -93,17 +95,17 @@ missing = [name for name, path in files.items() if not (out / path).exists()]
 parts = {name: json.loads((out / path).read_text()) for name, path in files.items() if name not in missing}
 failed = [f"{r['case']['backbone']} {r['case']['method']}: {r['error']}" for name in ("bench", "bench_mona3d")
           for r in parts.get(name, {}).get("results", []) if "error" in r]
-nvdec = None
-if (out / "nvdec_tests.xml").exists():
-    suite = ET.parse(out / "nvdec_tests.xml").getroot()
+gpu_tests = None
+if (out / "gpu_tests.xml").exists():
+    suite = ET.parse(out / "gpu_tests.xml").getroot()
     suite = suite if suite.tag == "testsuite" else suite[0]
-    nvdec = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
-    nvdec["recorded"] = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-                         for case in suite.iter("testcase") if case.find("properties") is not None}
-    if nvdec["failures"] or nvdec["errors"]:
-        failed.append(f"tests/test_data_decode.py -k nvdec: {nvdec['failures']} failed, {nvdec['errors']} errors")
+    gpu_tests = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    gpu_tests["recorded"] = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+                             for case in suite.iter("testcase") if case.find("properties") is not None}
+    if gpu_tests["failures"] or gpu_tests["errors"]:
+        failed.append(f"pytest -k 'nvdec or cuda': {gpu_tests['failures']} failed, {gpu_tests['errors']} errors")
 else:
-    missing.append("nvdec_tests")
+    missing.append("gpu_tests")
 
 
 def per_case(run, key):
@@ -124,7 +126,7 @@ summary = {"missing": missing, "failed": failed,
            "vs_mmaction2": parts.get("data", {}).get("vs_mmaction2"),
            "fastest_decoder": parts.get("data", {}).get("fastest_decoder"),
            "gpu_decoders": {recipe: r.get("gpu_decoders") for recipe, r in parts.get("data", {}).get("recipes", {}).items()},
-           "nvdec_tests": nvdec,
+           "gpu_tests": gpu_tests,
            "compile_ratio": parts.get("compile", {}).get("ratio")}
 (out / "gpu_check.json").write_text(json.dumps({"summary": summary, **parts}, indent=2))
 print(f"\nwrote {out / 'gpu_check.json'}" + "".join(f"\nmissing: {m}" for m in missing)

@@ -151,12 +151,12 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for part in ("== 1/5 vidpeft-bench, every method, one process", "== 1/5 vidpeft-bench, Mona-3D", "== 2/5 peers",
-                 "== 3/5 grid adapters", "== 4/5 data loader", "== 4/5 nvdec against PyAV", "== 5/5 --compile",
+                 "== 3/5 grid adapters", "== 4/5 data loader", "== 4/5 tests on the GPU", "== 5/5 --compile",
                  "vidpeft / transformers+peft",
                  "videomae-micro: X step / LoRA step: ", "vit inference, batch 4"):
         assert part in done.stdout
     check = tmp_path / "check"
-    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "data_speed.log", "nvdec_tests.log",
+    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "data_speed.log", "gpu_tests.log",
                 "compile.log"):
         assert (check / log).stat().st_size > 0
     report = json.loads((check / "gpu_check.json").read_text())
@@ -174,7 +174,7 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     assert set(forms["st-adapter vit-b"]) == {"conv3d", "conv2d", "shifts"}
     assert set(forms["mona-2d vit-b"]) == {"conv3d", "conv2d", "conv3d-cl"}
     assert summary["compile_ratio"] > 0
-    assert summary["nvdec_tests"]["tests"] > 0 and summary["nvdec_tests"]["failures"] == 0
+    assert summary["gpu_tests"]["tests"] > 0 and summary["gpu_tests"]["failures"] == 0
     from vidpeft.engine.precision import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
     assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")
     assert summary["fastest_decoder"] in report["data"]["decoders"]["k400"]["0"]

@@ -13,11 +13,15 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch._dynamo.utils import counters
 
+import vidpeft
 from test_engine import data, log_rows, train  # noqa: F401  (the prepared-data fixture)
+from vidpeft.backbones import micro_backbones
 from vidpeft.cli import test as test_cli
 from vidpeft.config.run import RunConfig
 from vidpeft.config.train import TrainConfig
+from vidpeft.model import compile_model
 
 COMPILE = ["--compile", "--set", "train.compile_backend=aot_eager"]
 
@@ -64,3 +68,25 @@ def test_compiled_scoring_matches_eager(runs, tmp_path):
         scores[name] = json.loads(out.read_text())
     for key in ("top1", "top5", "mean_class_accuracy", "videos"):
         assert scores["compiled"][key] == scores["eager"][key]
+
+
+@pytest.mark.parametrize("backbone", micro_backbones())
+def test_switching_between_training_and_evaluation_compiles_each_once(backbone):
+    """A compiled model compiles one graph for training and one for evaluation (no_grad, another batch
+    size), then switches between them, batch sizes varying, without compiling again: nothing the forward
+    reads (caches, token grids) may change a guard."""
+    torch._dynamo.reset()
+    counters.clear()
+    model = compile_model(vidpeft.build_model(backbone, "lora", 5, seed=0), "aot_eager")
+    clip = torch.randn(6, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    graphs = []
+    for batch in (2, 6, 2, 4, 2, 6):
+        if batch == 2:
+            model.train()
+            model(clip[:batch]).sum().backward()
+        else:
+            model.eval()
+            with torch.no_grad():
+                model(clip[:batch])
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [1, 2, 2, 2, 2, 2]

@@ -241,7 +241,7 @@ def test_nvdec_reads_the_frames_asked_for(nvdec_videos, kind):
 
 
 def _difference(ours: torch.Tensor, reference: torch.Tensor, record_property) -> float:
-    """Mean absolute pixel difference, recorded with its maximum (the GPU check's nvdec_tests.xml and
+    """Mean absolute pixel difference, recorded with its maximum (the GPU check's gpu_tests.xml and
     summary hold them)."""
     difference = (ours.float() - reference.float()).abs()
     record_property("mean_abs_difference", round(float(difference.mean()), 3))

@@ -121,11 +121,12 @@ def test_a_recipe_sets_method_options_per_dataset_and_flags_win(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
-def test_the_fused_optimiser_steps_as_the_per_tensor_reference(name):
+def test_the_fused_optimiser_steps_as_the_per_tensor_reference(name, device):
     """build_optimizer's fused kernels (one per tensor on CPU and CUDA) give the parameters torch's
     per-tensor loop gives, with the engine's groups (decay, no decay, layer scales)."""
     train = TrainConfig(optimizer=name, weight_decay=0.05, layer_decay=0.75, momentum=0.9)
-    models = [vidpeft.build_model("videomae-micro", "mona", CLASSES, seed=0).eval() for _ in range(2)]  # no dropout
+    models = [vidpeft.build_model("videomae-micro", "mona", CLASSES, seed=0).eval().to(device)  # no dropout
+              for _ in range(2)]
     fused = build_optimizer(models[0], train, 1e-2)
     assert all(group["fused"] for group in fused.param_groups)
     twin = {id(a): b for a, b in zip(models[0].parameters(), models[1].parameters())}
@@ -134,7 +135,7 @@ def test_the_fused_optimiser_steps_as_the_per_tensor_reference(name):
     for _ in range(3):
         for model, optimizer in zip(models, (fused, reference)):
             optimizer.zero_grad()
-            model(clip()).logsumexp(1).mean().backward()
+            model(clip().to(device)).logsumexp(1).mean().backward()
             optimizer.step()
     for (key, a), b in zip(models[0].named_parameters(), models[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=key)

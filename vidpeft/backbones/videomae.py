@@ -5,6 +5,7 @@ as they are; the other formats (pre-training, mmaction2, transformers) are renam
 at the end of this file."""
 from __future__ import annotations
 
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,14 @@ def sincos_table(num_tokens: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = angles[:, 0::2].sin()
     table[:, 1::2] = angles[:, 1::2].cos()
     return table.float()
+
+
+@lru_cache(maxsize=16)
+def device_sincos_table(num_tokens: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """sincos_table on `device` in `dtype`, made once per size. A cache of functools (which torch.compile
+    traces through) and not a dict on the model, whose contents a compiled forward would guard on: the
+    first call's graph, compiled before the table was cached, would be compiled again after."""
+    return sincos_table(num_tokens, dim).to(device, dtype)
 
 
 class PatchEmbed(nn.Module):
@@ -103,16 +112,12 @@ class VideoMAE(VideoClassifier):
         self.extra_tokens: nn.Module | None = None
         self.num_prefix_tokens = 0
         self.grad_checkpointing = False
-        self._pos_cache: dict[tuple, torch.Tensor] = {}
         self.apply(_init_weights)
         self.configure_head(head_norm, head_init_std, head_init_scale)
         self.trained_with_head = ("fc_norm",) if train_fc_norm else ()
 
     def position_table(self, num_tokens: int, like: torch.Tensor) -> torch.Tensor:
-        key = (num_tokens, like.device, like.dtype)
-        if key not in self._pos_cache:
-            self._pos_cache[key] = sincos_table(num_tokens, self.embed_dim).to(like)
-        return self._pos_cache[key]
+        return device_sincos_table(num_tokens, self.embed_dim, like.device, like.dtype)
 
     def final_norm(self) -> nn.Module:
         return self.fc_norm
