@@ -22,7 +22,9 @@
 #      `pytest -k "nvdec or cuda"` (NVDEC's frames against PyAV's: frame numbers, and its colour conversion's
 #      pixel difference, recorded; the grid convolution forms, Mona's Functions and the fused optimisers on
 #      CUDA against autograd and torch's loop), capped at 5 minutes, as gpu_tests.xml;
-#   5. --compile against eager, the training step of ViT-B 16x224 + LoRA (compile time printed).
+#   5. --compile against eager in vidpeft-train's default path (its precision and optimiser), ViT-B 16x224
+#      batch 8, full fine-tuning and LoRA: compile time, step ratio, MFU, LoRA against full when both are
+#      compiled, and whether training after evaluation compiled again.
 # Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
 # videos and grids, the aot_eager compile backend): it checks that every part runs, in a few minutes.
 set -euo pipefail
@@ -33,7 +35,7 @@ OUT_DIR=${OUT_DIR:-gpu_check}
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) OUT_DIR="$arg" ;;
     esac
 done
@@ -56,7 +58,7 @@ else
     GRID=(--rounds 10)
     DATA=(--recipe vpetl,videomae --videos 24 --workers 1,all --rounds 2 --batches 2 --batch-size 8 --frames 16
           --backbone videomae-b --method lora --model-batch 8 --model-steps 3)
-    COMPILE=(--backbone videomae-b --method lora --frames 16 --batch 8 --steps 5)
+    COMPILE=(--backbone videomae-b --method full lora --frames 16 --batch 8 --steps 5)
 fi
 
 part() {  # part TITLE LOG command...: prints the title, tees the command's output into OUT_DIR/LOG;
@@ -127,7 +129,10 @@ summary = {"missing": missing, "failed": failed,
            "fastest_decoder": parts.get("data", {}).get("fastest_decoder"),
            "gpu_decoders": {recipe: r.get("gpu_decoders") for recipe, r in parts.get("data", {}).get("recipes", {}).items()},
            "gpu_tests": gpu_tests,
-           "compile_ratio": parts.get("compile", {}).get("ratio")}
+           "compile_ratio": parts.get("compile", {}).get("ratio"),
+           "compiled_mfu": {m: r["compiled_mfu"] for m, r in parts.get("compile", {}).get("methods", {}).items()},
+           "compiled_vs_full": parts.get("compile", {}).get("compiled_vs_full"),
+           "recompiled_after_evaluation": parts.get("compile", {}).get("recompiled_after_evaluation")}
 (out / "gpu_check.json").write_text(json.dumps({"summary": summary, **parts}, indent=2))
 print(f"\nwrote {out / 'gpu_check.json'}" + "".join(f"\nmissing: {m}" for m in missing)
       + "".join(f"\nfailed: {f}" for f in failed))

@@ -173,7 +173,9 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     forms = {r["case"]: r["forms"] for r in report["grid_ops"]["results"]}
     assert set(forms["st-adapter vit-b"]) == {"conv3d", "conv2d", "shifts"}
     assert set(forms["mona-2d vit-b"]) == {"conv3d", "conv2d", "conv3d-cl"}
-    assert summary["compile_ratio"] > 0
+    assert set(summary["compile_ratio"]) == {"full", "lora"} and all(v > 0 for v in summary["compile_ratio"].values())
+    assert set(summary["compiled_vs_full"]) == {"lora"} and all(v > 0 for v in summary["compiled_mfu"].values())
+    assert summary["recompiled_after_evaluation"] == {"full": False, "lora": False}
     assert summary["gpu_tests"]["tests"] > 0 and summary["gpu_tests"]["failures"] == 0
     from vidpeft.engine.precision import native_cpu_bf16  # --amp auto resolves as vidpeft-train does
     assert report["compile"]["precision"] == ("bfloat16" if native_cpu_bf16() else "float32")

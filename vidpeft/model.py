@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -190,7 +191,10 @@ def load_adapter_weights(model: nn.Module, directory: Path) -> None:
 def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
     """torch.compile the whole model's forward, frozen parts included, in place
     (nn.Module.compile): parameter names, state_dict, adapters and checkpoints are unchanged,
-    and DDP wraps it as usual. The first steps (and each new input shape or train/eval
-    switch) pay the compilation."""
+    and DDP wraps it as usual. The first training step and the first evaluation pay the
+    compilation (a graph each)."""
+    # the backbones' functools caches (position tables, masks) are pure functions of their
+    # arguments: dynamo traces through them, as intended, and need not warn that it does
+    warnings.filterwarnings("ignore", message="Dynamo detected a call to a functools.lru_cache")
     model.compile(backend=backend)
     return model
