@@ -13,7 +13,9 @@
 #      against transformers + peft in the same rounds; then Mona-3D against LoRA the same way;
 #   2. peers.py: ViT-B full step (batch 8) and inference (batch 32) against transformers' VideoMAE,
 #      Swin-B full step against torchvision's swin3d_b, each pair in one process; MFU, peak memory;
-#   3. grid_ops.py: the grid adapters' depthwise convolution in every exact form against Conv3d;
+#   3. grid_ops.py: the grid adapters' depthwise convolution in every exact form against Conv3d; then
+#      each form also compiled by inductor (what a --compile run executes) on the ViT-B cases of
+#      ST-Adapter and Mona-3D, capped at 4 minutes;
 #   4. the data loader, vpetl and videomae pipelines: one worker's clips per CPU-second (with and
 #      without --device-augment), clips/s per decoder and with --device-augment at 1 .. all-core
 #      workers, scaling efficiency, the device side of --device-augment (CUDA-synchronised ms per
@@ -35,7 +37,7 @@ OUT_DIR=${OUT_DIR:-gpu_check}
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) OUT_DIR="$arg" ;;
     esac
 done
@@ -48,6 +50,7 @@ if [ "$QUICK" = 1 ]; then
     BENCH3D=(--quick --backbone videomae-micro --method lora mona --repeats 2)
     PEERS=(--quick --rounds 2)
     GRID=(--quick --rounds 2)
+    GRID_COMPILED=(--quick --rounds 2 --compile aot_eager --cases "st-adapter vit-b" "mona-2d vit-b")
     DATA=(--recipe vpetl,videomae --videos 2 --seconds 1 --kinds k400 --workers 0,all --rounds 1 --batches 1 --batch-size 2 --size 64
           --backbone videomae-micro --method lora --model-steps 1)
     COMPILE=(--quick --steps 1)
@@ -56,6 +59,7 @@ else
     BENCH3D=(--backbone videomae-b videoswin-b clip-b16 --method lora mona --batch-size 4 --repeats 6 --no-peft)
     PEERS=(--rounds 10)
     GRID=(--rounds 10)
+    GRID_COMPILED=(--rounds 10 --compile inductor --cases "st-adapter vit-b" "mona-3d vit-b")
     DATA=(--recipe vpetl,videomae --videos 24 --workers 1,all --rounds 2 --batches 2 --batch-size 8 --frames 16
           --backbone videomae-b --method lora --model-batch 8 --model-steps 3)
     COMPILE=(--backbone videomae-b --method full lora --frames 16 --batch 8 --steps 5)
@@ -76,6 +80,8 @@ part "2/5 peers: transformers VideoMAE, torchvision swin3d_b (bf16)" peers.log \
     "$PYTHON" "$HERE/peers.py" "${PEERS[@]}" --amp bf16 --json "$OUT_DIR/peers.json"
 part "3/5 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
     "$PYTHON" "$HERE/grid_ops.py" "${GRID[@]}" --amp bf16 --json "$OUT_DIR/grid_ops.json"
+part "3/5 the same forms compiled (bf16)" grid_ops_compiled.log \
+    timeout 240 "$PYTHON" "$HERE/grid_ops.py" "${GRID_COMPILED[@]}" --amp bf16 --json "$OUT_DIR/grid_ops_compiled.json"
 part "4/5 data loader" data_speed.log \
     "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT_DIR/data_speed.json"
 part "4/5 tests on the GPU: nvdec against PyAV, grid forms, Mona, fused optimisers (skipped where CUDA is missing)" \
@@ -92,7 +98,8 @@ from pathlib import Path
 
 out = Path(sys.argv[1])
 files = {"bench": "bench/bench.json", "bench_mona3d": "bench_mona3d/bench.json", "peers": "peers.json",
-         "grid_ops": "grid_ops.json", "data": "data_speed.json", "compile": "compile.json"}
+         "grid_ops": "grid_ops.json", "grid_ops_compiled": "grid_ops_compiled.json", "data": "data_speed.json",
+         "compile": "compile.json"}
 missing = [name for name, path in files.items() if not (out / path).exists()]
 parts = {name: json.loads((out / path).read_text()) for name, path in files.items() if name not in missing}
 failed = [f"{r['case']['backbone']} {r['case']['method']}: {r['error']}" for name in ("bench", "bench_mona3d")
@@ -129,6 +136,9 @@ summary = {"missing": missing, "failed": failed,
            "fastest_decoder": parts.get("data", {}).get("fastest_decoder"),
            "gpu_decoders": {recipe: r.get("gpu_decoders") for recipe, r in parts.get("data", {}).get("recipes", {}).items()},
            "gpu_tests": gpu_tests,
+           "fastest_grid_form": {name: {r["case"]: min(r["forms"], key=lambda f: r["forms"][f]["vs_conv3d"])
+                                        for r in parts.get(name, {}).get("results", [])}
+                                 for name in ("grid_ops", "grid_ops_compiled")},
            "compile_ratio": parts.get("compile", {}).get("ratio"),
            "compiled_mfu": {m: r["compiled_mfu"] for m, r in parts.get("compile", {}).get("methods", {}).items()},
            "compiled_vs_full": parts.get("compile", {}).get("compiled_vs_full"),

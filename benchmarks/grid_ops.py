@@ -4,6 +4,7 @@ the Conv3d it replaced, alternated round by round, at the token grids of ViT-B 1
 (batch 4, the issue's) with ST-Adapter's and Mona's kernels.
 
     python benchmarks/grid_ops.py [--amp bf16] [--rounds 10] [--json PATH]
+    python benchmarks/grid_ops.py --compile inductor --cases "mona-3d vit-b"   # each form also compiled
     python benchmarks/grid_ops.py --quick          # small grids: a CPU smoke test
 
 Prints one line per case: each form's median time, its ratio to Conv3d (median of in-round ratios), its
@@ -45,10 +46,15 @@ def default_forms(device: torch.device) -> dict[str, str]:
     return DEFAULT_FORMS.get(device.type, DEFAULT_FORMS["cpu"])
 
 
-def forms_for(kernel: tuple[int, int, int]) -> dict[str, object]:
+def forms_for(kernel: tuple[int, int, int], backend: str | None) -> dict[str, object]:
+    """Conv3d and every form of depthwise_conv for the kernel's kind; with a backend, each also
+    torch.compile'd ("<form>+compile": what a --compile run executes)."""
     fns = {"conv3d": conv3d}
     for form in FORMS["temporal" if kernel[1:] == (1, 1) else "spatial"]:
         fns[form] = lambda g, w, b, form=form: depthwise_conv(g, w, b, form=form)
+    if backend:
+        torch._dynamo.reset()  # every form is one more graph of depthwise_conv: each case starts afresh
+        fns.update({f"{form}+compile": torch.compile(fn, backend=backend) for form, fn in list(fns.items())})
     return fns
 
 
@@ -58,23 +64,31 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--quick", action="store_true", help="small grids: a CPU smoke test")
+    parser.add_argument("--cases", nargs="+", help="only these cases (names as printed), e.g. 'mona-3d vit-b'")
+    parser.add_argument("--compile", metavar="BACKEND",
+                        help="also time each form compiled with this torch.compile backend (e.g. inductor)")
     parser.add_argument("--json", help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch._dynamo.config.cache_size_limit = 64  # a graph per form and grad mode, not eager after 8
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), {args.amp or 'fp32'}, "
           f"torch {torch.__version__}; forward + backward, median of {args.rounds} alternated rounds; "
           f"depthwise_conv's forms here: {default_forms(device)}")
+    known = QUICK if args.quick else CASES
+    cases = [case for case in known if not args.cases or case[0] in args.cases]
+    if not cases:
+        parser.error(f"--cases: none of {args.cases} is one of {[name for name, _, _ in known]}")
     results = []
-    for name, shape, kernel in QUICK if args.quick else CASES:
+    for name, shape, kernel in cases:
         generator = torch.Generator().manual_seed(0)
         # the grid in the autocast type, as the adapters' first Linear hands it over
         grid = torch.randn(shape, generator=generator).to(device, dtype or torch.float32).requires_grad_()
         weight = (torch.randn(shape[-1], 1, *kernel, generator=generator) * 0.1).to(device).requires_grad_()
         bias = torch.randn(shape[-1], generator=generator).to(device).requires_grad_()
         seed = torch.randn(shape, generator=generator).to(device)
-        fns = forms_for(kernel)
+        fns = forms_for(kernel, args.compile)
 
         def run(fn):
             def once() -> None:
@@ -99,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{form} {v['median_s'] * 1e3:.3f} ms ({v['vs_conv3d']:.2f}× conv3d, |diff| {v['max_abs_diff']:.1e})"
             for form, v in row["forms"].items()), flush=True)
     out = {"device": str(device), "amp": args.amp, "torch": torch.__version__, "rounds": args.rounds,
+           "compile": args.compile,
            "default_forms": default_forms(device), "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -151,12 +151,13 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for part in ("== 1/5 vidpeft-bench, every method, one process", "== 1/5 vidpeft-bench, Mona-3D", "== 2/5 peers",
-                 "== 3/5 grid adapters", "== 4/5 data loader", "== 4/5 tests on the GPU", "== 5/5 --compile",
+                 "== 3/5 grid adapters", "== 3/5 the same forms compiled", "== 4/5 data loader", "== 4/5 tests on the GPU", "== 5/5 --compile",
                  "vidpeft / transformers+peft",
                  "videomae-micro: X step / LoRA step: ", "vit inference, batch 4"):
         assert part in done.stdout
     check = tmp_path / "check"
-    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "data_speed.log", "gpu_tests.log",
+    for log in ("bench.log", "bench_mona3d.log", "peers.log", "grid_ops.log", "grid_ops_compiled.log", "data_speed.log",
+                "gpu_tests.log",
                 "compile.log"):
         assert (check / log).stat().st_size > 0
     report = json.loads((check / "gpu_check.json").read_text())
@@ -172,7 +173,11 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     assert summary["peers"]["swin"]["step_ratio"] > 0
     forms = {r["case"]: r["forms"] for r in report["grid_ops"]["results"]}
     assert set(forms["st-adapter vit-b"]) == {"conv3d", "conv2d", "shifts"}
-    assert set(forms["mona-2d vit-b"]) == {"conv3d", "conv2d", "conv3d-cl"}
+    assert set(forms["mona-2d vit-b"]) == {"conv3d", "conv2d", "conv3d-cl", "shifts"}
+    compiled = {r["case"]: r["forms"] for r in report["grid_ops_compiled"]["results"]}
+    assert set(compiled) == {"st-adapter vit-b", "mona-2d vit-b"}
+    assert set(compiled["mona-2d vit-b"]) == {f"{f}{c}" for f in forms["mona-2d vit-b"] for c in ("", "+compile")}
+    assert set(summary["fastest_grid_form"]["grid_ops_compiled"]) == set(compiled)
     assert set(summary["compile_ratio"]) == {"full", "lora"} and all(v > 0 for v in summary["compile_ratio"].values())
     assert set(summary["compiled_vs_full"]) == {"lora"} and all(v > 0 for v in summary["compiled_mfu"].values())
     assert summary["recompiled_after_evaluation"] == {"full": False, "lora": False}

@@ -50,8 +50,9 @@ def shifted_sum(g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kernel,form", [((3, 1, 1), "conv2d"), ((3, 1, 1), "shifts"), ((5, 1, 1), "shifts"),
-                                         ((1, 7, 7), "conv2d"), ((1, 7, 7), "conv3d-cl"), ((3, 7, 7), "conv2d"),
-                                         ((3, 7, 7), "conv3d-cl"), ((5, 3, 3), "conv3d-cl"), ((3, 3, 5), None)])
+                                         ((1, 7, 7), "conv2d"), ((1, 7, 7), "conv3d-cl"), ((1, 7, 7), "shifts"),
+                                         ((3, 7, 7), "conv2d"), ((3, 7, 7), "conv3d-cl"), ((3, 7, 7), "shifts"),
+                                         ((5, 3, 3), "conv3d-cl"), ((5, 3, 3), "shifts"), ((3, 3, 5), None)])
 @pytest.mark.parametrize("frames", [1, 2, T])
 def test_depthwise_conv_forms_equal_the_dense_sum_and_conv3d_values_and_gradients(kernel, form, frames, device):
     """Every form of grid_conv.depthwise_conv against the shift-and-add sum written out, and its gradients

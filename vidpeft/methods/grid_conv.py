@@ -13,18 +13,22 @@ permute copies. The same sum is taken here on channels-last views (no copy in or
   every frame at once, the taps' outputs added with their time shifts ("conv2d", autograd's
   backward), or Conv3d itself on the grid's channels-last view with a hand-written backward
   ("conv3d-cl", DepthwiseConv3d: the input gradient the same Conv3d with the kernel flipped, the
-  weight gradient a depthwise Conv3d itself).
+  weight gradient a depthwise Conv3d itself), or the sum over every tap of the zero-padded grid
+  shifted by it times the tap's weights ("shifts": elementwise only, a kernel per tap eager, which
+  torch.compile can fuse into one; benchmarks/grid_ops.py --compile measures it so).
 
 DEFAULT_FORMS picks per device; benchmarks/grid_ops.py times every form against Conv3d on the device
 at hand (on a GPU: part 3 of benchmarks/gpu_check.sh).
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-FORMS = {"temporal": ("conv2d", "shifts"), "spatial": ("conv2d", "conv3d-cl")}
+FORMS = {"temporal": ("conv2d", "shifts"), "spatial": ("conv2d", "conv3d-cl", "shifts")}
 # per device type: on CPU the forms measured fastest (README, "Issue 24 on CPU"); on CUDA, not yet
 # measured, the temporal form whose cost is bounded by memory bandwidth whatever cuDNN picks, and
 # cuDNN's own convolution backward
@@ -43,6 +47,8 @@ def depthwise_conv(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     form = form or DEFAULT_FORMS.get(grid.device.type, DEFAULT_FORMS["cpu"])[kind]
     if form not in FORMS[kind]:
         raise ValueError(f"depthwise_conv: form {form!r} is not one of {FORMS[kind]} for a {kind} kernel")
+    if form == "shifts" and kind == "spatial":
+        return padded_taps(grid, weight, bias)
     if form == "shifts":
         taps = weight.reshape(c, kt).to(grid.dtype)
         products = [grid * taps[:, i] if i != kt // 2 else None for i in range(kt)]
@@ -64,6 +70,18 @@ def frame_taps(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     taps = [F.conv2d(frames, weight[:, :, i], bias if i == kt // 2 else None, padding=(kh // 2, kw // 2), groups=c)
             .permute(0, 2, 3, 1).reshape(b, t, h, w, c) for i in range(kt)]
     return add_shifted(taps[kt // 2], taps)
+
+
+def padded_taps(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Every tap's (dt, dy, dx) slice of the zero-padded grid times its per-channel weight, summed."""
+    b, t, h, w, c = grid.shape
+    kt, kh, kw = weight.shape[2:]
+    padded = F.pad(grid, (0, 0, kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2))
+    taps = weight.reshape(c, kt * kh * kw).t().to(grid.dtype)
+    out = grid.new_zeros(grid.shape) if bias is None else bias.to(grid.dtype).expand(grid.shape)
+    for i, (dt, dy, dx) in enumerate(itertools.product(range(kt), range(kh), range(kw))):
+        out = out + padded[:, dt:dt + t, dy:dy + h, dx:dx + w] * taps[i]
+    return out
 
 
 def channels_last_conv3d(grid: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
