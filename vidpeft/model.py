@@ -195,6 +195,6 @@ def compile_model(model: nn.Module, backend: str = "inductor") -> nn.Module:
     compilation (a graph each)."""
     # the backbones' functools caches (position tables, masks) are pure functions of their
     # arguments: dynamo traces through them, as intended, and need not warn that it does
-    warnings.filterwarnings("ignore", message="Dynamo detected a call to a functools.lru_cache")
+    warnings.filterwarnings("ignore", message=r"Dynamo detected a call to a .?functools\.lru_cache")
     model.compile(backend=backend)
     return model
