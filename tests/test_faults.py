@@ -16,6 +16,7 @@ import yaml
 
 from vidpeft.cli import prep as prep_cli
 from vidpeft.cli import train as train_cli
+from vidpeft.data.dataset import quiet_when_the_main_process_left
 from vidpeft.synthetic import make_dataset
 
 BIN = Path(sys.executable).parent
@@ -166,6 +167,28 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(data, tmp_path):
     assert err.strip().splitlines() == [f"vidpeft-train: interrupted; continue with: vidpeft-train --work-dir "
                                         f"{work} --resume"]
     assert "\r" not in out + err  # no progress bar in a log that is not a terminal
+
+
+def errors_raised_in(filename: str, *errors: BaseException) -> list[tuple]:
+    """sys.exc_info() of each error as a thread's loop in `filename` catches it (multiprocessing's
+    resource_sharer catches its own and passes them to sys.excepthook)."""
+    source = "def serve(error):\n    try:\n        raise error\n    except BaseException:\n        return sys.exc_info()\n"
+    namespace = {"sys": sys}
+    exec(compile(source, filename, "exec"), namespace)
+    return [namespace["serve"](error) for error in errors]
+
+
+def test_a_worker_is_quiet_only_about_the_main_process_leaving_mid_handshake():
+    """The worker's hook drops a broken connection in multiprocessing's resource_sharer (the main
+    process ended by Ctrl-C while fetching a batch: the Ctrl-C test's stray traceback) and passes
+    every other error on, that one raised elsewhere too."""
+    sharer = str(Path(subprocess.__file__).parent / "multiprocessing" / "resource_sharer.py")
+    lost = errors_raised_in(sharer, BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset"))
+    kept = [*errors_raised_in(sharer, ValueError("a bug")), *errors_raised_in("/x/elsewhere.py", BrokenPipeError())]
+    passed_on = []
+    for info in lost + kept:
+        quiet_when_the_main_process_left(lambda *args: passed_on.append(args), *info)
+    assert passed_on == kept
 
 
 def test_failed_starts_write_nothing_or_are_replaced(data, tmp_path, capsys):

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from functools import partial
 import signal
+import sys
+import traceback
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -250,3 +253,17 @@ def worker_init(_: int) -> None:
     then shuts them down (a scheduler or a terminal signals the whole process group)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.excepthook = partial(quiet_when_the_main_process_left, sys.excepthook)
+
+
+def quiet_when_the_main_process_left(hook, kind, error, trace) -> None:
+    """A worker hands its batches' shared memory to the main process through a thread of
+    multiprocessing's resource_sharer, which the main process connects to and which reports its
+    errors through sys.excepthook. When Ctrl-C ends the main process during such a handshake, the
+    connection breaks: expected then, and not worth a traceback under the one line that says how to
+    resume. Anything else goes to `hook`."""
+    frames = traceback.extract_tb(trace)
+    if (issubclass(kind, (BrokenPipeError, ConnectionResetError, EOFError)) and frames
+            and Path(frames[0].filename).name == "resource_sharer.py"):
+        return
+    hook(kind, error, trace)
