@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: one command on a machine with one CUDA GPU (about 8 minutes), from a checkout
+# The GPU check: one command on a machine with one CUDA GPU (about 10 minutes), from a checkout
 # installed with `pip install -e ".[test,bench,mmaction]"` (add `torchcodec` for its decoder, `nvdec` for
 # NVDEC's; on the reference machine `../shared/tools/gpu-stage pynvvideocodec==2.2.4 pytest pluggy iniconfig
 # packaging pygments` brings PyNvVideoCodec and pytest):
@@ -13,9 +13,7 @@
 #      against transformers + peft in the same rounds; then Mona-3D against LoRA the same way;
 #   2. peers.py: ViT-B full step (batch 8) and inference (batch 32) against transformers' VideoMAE,
 #      Swin-B full step against torchvision's swin3d_b, each pair in one process; MFU, peak memory;
-#   3. grid_ops.py: the grid adapters' depthwise convolution in every exact form against Conv3d; then
-#      each form also compiled by inductor (what a --compile run executes) on the ViT-B cases of
-#      ST-Adapter and Mona-3D, capped at 4 minutes;
+#   3. grid_ops.py: the grid adapters' depthwise convolution in every exact form against Conv3d;
 #   4. the data loader, vpetl and videomae pipelines: one worker's clips per CPU-second (with and
 #      without --device-augment), clips/s per decoder and with --device-augment at 1 .. all-core
 #      workers, scaling efficiency, the device side of --device-augment (CUDA-synchronised ms per
@@ -26,7 +24,10 @@
 #      CUDA against autograd and torch's loop), capped at 5 minutes, as gpu_tests.xml;
 #   5. --compile against eager in vidpeft-train's default path (its precision and optimiser), ViT-B 16x224
 #      batch 8, full fine-tuning and LoRA: compile time, step ratio, MFU, LoRA against full when both are
-#      compiled, and whether training after evaluation compiled again.
+#      compiled, and whether training after evaluation compiled again;
+#   6. grid_ops.py --compile inductor: each form of part 3 also compiled (what a --compile run executes)
+#      on the ViT-B cases of ST-Adapter and Mona-3D, capped at 4 minutes and last, so that a cap or the
+#      device's time limit cuts nothing else (its JSON holds every case finished).
 # Every ratio is measured within one process. --quick is the CPU form (micro backbones, tiny inputs,
 # videos and grids, the aot_eager compile backend): it checks that every part runs, in a few minutes.
 set -euo pipefail
@@ -37,7 +38,7 @@ OUT_DIR=${OUT_DIR:-gpu_check}
 for arg in "$@"; do
     case "$arg" in
         --quick) QUICK=1 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) OUT_DIR="$arg" ;;
     esac
 done
@@ -72,24 +73,24 @@ part() {  # part TITLE LOG command...: prints the title, tees the command's outp
     "$@" 2>&1 | tee "$OUT_DIR/$log" || echo "== $title: exit status $? (see $OUT_DIR/$log) =="
 }
 
-part "1/5 vidpeft-bench, every method, one process (bf16)" bench.log \
+part "1/6 vidpeft-bench, every method, one process (bf16)" bench.log \
     "$PYTHON" -m vidpeft.cli.bench --one-process "${BENCH[@]}" --amp bf16 --out "$OUT_DIR/bench"
-part "1/5 vidpeft-bench, Mona-3D against LoRA, one process (bf16)" bench_mona3d.log \
+part "1/6 vidpeft-bench, Mona-3D against LoRA, one process (bf16)" bench_mona3d.log \
     "$PYTHON" -m vidpeft.cli.bench --one-process "${BENCH3D[@]}" --mona-conv 3d --amp bf16 --out "$OUT_DIR/bench_mona3d"
-part "2/5 peers: transformers VideoMAE, torchvision swin3d_b (bf16)" peers.log \
+part "2/6 peers: transformers VideoMAE, torchvision swin3d_b (bf16)" peers.log \
     "$PYTHON" "$HERE/peers.py" "${PEERS[@]}" --amp bf16 --json "$OUT_DIR/peers.json"
-part "3/5 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
+part "3/6 grid adapters' depthwise convolution forms (bf16)" grid_ops.log \
     "$PYTHON" "$HERE/grid_ops.py" "${GRID[@]}" --amp bf16 --json "$OUT_DIR/grid_ops.json"
-part "3/5 the same forms compiled (bf16)" grid_ops_compiled.log \
-    timeout 240 "$PYTHON" "$HERE/grid_ops.py" "${GRID_COMPILED[@]}" --amp bf16 --json "$OUT_DIR/grid_ops_compiled.json"
-part "4/5 data loader" data_speed.log \
+part "4/6 data loader" data_speed.log \
     "$PYTHON" "$HERE/data_speed.py" "${DATA[@]}" --json "$OUT_DIR/data_speed.json"
-part "4/5 tests on the GPU: nvdec against PyAV, grid forms, Mona, fused optimisers (skipped where CUDA is missing)" \
+part "4/6 tests on the GPU: nvdec against PyAV, grid forms, Mona, fused optimisers (skipped where CUDA is missing)" \
     gpu_tests.log timeout 300 "$PYTHON" -m pytest -q -rs -p no:cacheprovider -o junit_family=xunit1 \
     "$HERE/../tests/test_data_decode.py" "$HERE/../tests/test_grid_adapters.py" "$HERE/../tests/test_recipe_model.py" \
     -k "nvdec or cuda" --junitxml "$OUT_DIR/gpu_tests.xml"
-part "5/5 --compile" compile.log \
+part "5/6 --compile" compile.log \
     "$PYTHON" "$HERE/compile_speed.py" "${COMPILE[@]}" --json "$OUT_DIR/compile.json"
+part "6/6 grid forms compiled (bf16), last: it is capped" grid_ops_compiled.log \
+    timeout 240 "$PYTHON" "$HERE/grid_ops.py" "${GRID_COMPILED[@]}" --amp bf16 --json "$OUT_DIR/grid_ops_compiled.json"
 
 "$PYTHON" - "$OUT_DIR" <<'EOF'
 import json, sys

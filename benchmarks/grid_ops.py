@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from vidpeft.bench.worker import alternated_all
+from vidpeft.fileio import write_atomic
 from vidpeft.methods.grid_conv import DEFAULT_FORMS, FORMS, depthwise_conv
 
 # (name, grid (B, T, H, W, C), kernel (kt, kh, kw)): ViT-B 16x224 is 8x14x14 tokens; Swin-B 8x224 stage 1 is 4x56x56
@@ -112,11 +113,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name} {tuple(shape)} kernel {kernel}: " + "; ".join(
             f"{form} {v['median_s'] * 1e3:.3f} ms ({v['vs_conv3d']:.2f}× conv3d, |diff| {v['max_abs_diff']:.1e})"
             for form, v in row["forms"].items()), flush=True)
-    out = {"device": str(device), "amp": args.amp, "torch": torch.__version__, "rounds": args.rounds,
-           "compile": args.compile,
-           "default_forms": default_forms(device), "results": results}
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        out = {"device": str(device), "amp": args.amp, "torch": torch.__version__, "rounds": args.rounds,
+               "compile": args.compile, "default_forms": default_forms(device), "results": results}
+        if args.json:  # after every case: a run stopped by a time cap keeps the cases it finished
+            write_atomic(Path(args.json), json.dumps(out, indent=2))
     return out
 
 

@@ -150,8 +150,9 @@ def test_gpu_check_quick_runs_every_part_on_cpu(tmp_path):
     done = subprocess.run(["bash", str(script), "--quick", str(tmp_path / "check")], env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for part in ("== 1/5 vidpeft-bench, every method, one process", "== 1/5 vidpeft-bench, Mona-3D", "== 2/5 peers",
-                 "== 3/5 grid adapters", "== 3/5 the same forms compiled", "== 4/5 data loader", "== 4/5 tests on the GPU", "== 5/5 --compile",
+    for part in ("== 1/6 vidpeft-bench, every method, one process", "== 1/6 vidpeft-bench, Mona-3D", "== 2/6 peers",
+                 "== 3/6 grid adapters", "== 4/6 data loader", "== 4/6 tests on the GPU", "== 5/6 --compile",
+                 "== 6/6 grid forms compiled",
                  "vidpeft / transformers+peft",
                  "videomae-micro: X step / LoRA step: ", "vit inference, batch 4"):
         assert part in done.stdout
