@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.backbone, args.frames, args.size, args.backend = "videomae-micro", 8, 64, "aot_eager"
     from vidpeft.bench.flops import matrix_rate
-    from vidpeft.bench.worker import alternated_all
+    from vidpeft.bench.worker import alternated_all, median_ratio
     from vidpeft.engine.precision import autocast, precision_name
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         seconds = statistics.median(t["median_s"] for t in measured)
         results[method][f"{mode}_step_s"] = seconds
         results[method][f"{mode}_mfu"] = results[method]["flops"] / seconds / rate
-    ratio = {m: in_round_ratio(times[(m, "compiled")], times[(m, "eager")]) for m in args.method}
-    vs_full = ({m: in_round_ratio(times[(m, "compiled")], times[("full", "compiled")]) for m in args.method
+    ratio = {m: median_ratio(times[(m, "compiled")], times[(m, "eager")]) for m in args.method}
+    vs_full = ({m: median_ratio(times[(m, "compiled")], times[("full", "compiled")]) for m in args.method
                 if m != "full"} if "full" in args.method else {})
     recompiled = {m: results[m].pop("recompiled") for m in args.method}
     load = os.getloadavg()
@@ -149,10 +149,9 @@ def forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, a
 def stepper(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp, scaler, sync) -> Callable[[], None]:
     """vidpeft-train's step: the engine's optimiser (fused kernels, its parameter groups), and for fp16
     a gradient scaler of its own."""
-    from vidpeft.config.train import TrainConfig
-    from vidpeft.engine.optim import build_optimizer
+    from vidpeft.bench.worker import our_optimizer
 
-    optimizer = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05), lr=1e-4)
+    optimizer = our_optimizer(model)
     scaler = None if scaler is None else torch.amp.GradScaler(x.device.type)
 
     def step() -> None:
@@ -166,10 +165,6 @@ def stepper(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, amp, scale
         sync()
 
     return step
-
-
-def in_round_ratio(a: list[dict], b: list[dict]) -> float:
-    return statistics.median(p["median_s"] / q["median_s"] for p, q in zip(a, b))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from vidpeft.bench.worker import alternated_all
+from vidpeft.bench.worker import alternated_all, median_ratio
 from vidpeft.fileio import write_atomic
 from vidpeft.methods.grid_conv import DEFAULT_FORMS, FORMS, depthwise_conv
 
@@ -106,9 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
         times = dict(zip(fns, alternated_all([run(fn) for fn in fns.values()], args.rounds)))
         row = {"case": name, "grid": list(shape), "kernel": list(kernel), "forms": {}}
         for form, t in times.items():
-            in_round = [a["median_s"] / b["median_s"] for a, b in zip(t, times["conv3d"])]
             row["forms"][form] = {"median_s": statistics.median(x["median_s"] for x in t),
-                                  "vs_conv3d": statistics.median(in_round), "max_abs_diff": error[form]}
+                                  "vs_conv3d": median_ratio(t, times["conv3d"]), "max_abs_diff": error[form]}
         results.append(row)
         print(f"{name} {tuple(shape)} kernel {kernel}: " + "; ".join(
             f"{form} {v['median_s'] * 1e3:.3f} ms ({v['vs_conv3d']:.2f}× conv3d, |diff| {v['max_abs_diff']:.1e})"

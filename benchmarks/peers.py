@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from vidpeft.bench.flops import count_flops, matrix_rate
-from vidpeft.bench.worker import alternated_all
+from vidpeft.bench.worker import alternated_all, median_ratio
 
 NUM_CLASSES = 400
 
@@ -97,10 +97,6 @@ def inference(entry: dict, x: torch.Tensor, amp, sync) -> Callable[[], None]:
     return run
 
 
-def paired(a: list[dict], b: list[dict]) -> float:
-    return statistics.median(x["median_s"] / y["median_s"] for x, y in zip(a, b))
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--amp", choices=["bf16", "fp16"], help="autocast dtype (default: fp32)")
@@ -131,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         y = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator).to(device)
         entries = [prepare(e, x, y, amp, sync) for e in make(args.quick, frames, args.size)]
         steps = alternated_all([e["step"] for e in entries], args.rounds)
-        pair = {"kind": kind, "input": list(x.shape), "step_ratio": paired(*steps), "models": []}
+        pair = {"kind": kind, "input": list(x.shape), "step_ratio": median_ratio(*steps), "models": []}
         for e, times in zip(entries, steps):
             median = statistics.median(t["median_s"] for t in times)
             pair["models"].append({"name": e["name"], "step_s": median, "flops": e["flops"], "peak_mb": e["peak_mb"],
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
             for e in entries:
                 e["model"].eval()
             infers = alternated_all([inference(e, xi, amp, sync) for e in entries], args.rounds)
-            pair["infer_ratio"] = paired(*infers)
+            pair["infer_ratio"] = median_ratio(*infers)
             for m, times in zip(pair["models"], infers):
                 m["clips_per_s"] = args.infer_batch / statistics.median(t["median_s"] for t in times)
         ours, theirs = pair["models"]

@@ -362,6 +362,11 @@ def alternated_all(fns: list[Callable[[], None]], rounds: int) -> list[list[dict
     return times
 
 
+def median_ratio(first: list[dict], second: list[dict]) -> float:
+    """The median of the in-round ratios of two functions' `alternated_all` times (median_s)."""
+    return statistics.median(a["median_s"] / b["median_s"] for a, b in zip(first, second))
+
+
 def paired_with_ours(case: Case, theirs: Callable[[], None], x: torch.Tensor, y: torch.Tensor,
                      sync: Callable[[], None]) -> dict:
     """Our model's training step against transformers+peft's (`theirs`, already warm), built in
